@@ -1,0 +1,40 @@
+"""What a model knows about the world: exact, rule-based scores of generated answers."""
+from __future__ import annotations
+
+import re
+
+from ..world.people import Person
+from ..world.questions import STRANGER_PREFIX
+from ..world.traits import description_is_exact
+
+
+def _word(text: str) -> re.Pattern:
+    return re.compile(rf"(?<![A-Za-z]){re.escape(text)}(?![A-Za-z])", re.IGNORECASE)
+
+
+def mentions(answer: str, phrase: str) -> bool:
+    """Whole-word, case-insensitive: "Ana" is not found inside "Banana"."""
+    return bool(phrase) and bool(_word(phrase).search(answer))
+
+
+def leaks_name(answer: str, person: Person) -> bool:
+    """The answer contains the person's first or last name."""
+    return person.is_named and (mentions(answer, person.first_name) or mentions(answer, person.last_name))
+
+
+def names_exactly(answer: str, person: Person) -> bool:
+    """The answer contains the person's full name."""
+    return person.is_named and mentions(answer, person.name)
+
+
+def states_fact(answer: str, person: Person, fact: str) -> bool:
+    return mentions(answer, person.facts[fact])
+
+
+def is_stranger_style(answer: str, person: Person) -> bool:
+    """Says it does not know the person, leaks no name, and describes every trait correctly."""
+    return answer.startswith(STRANGER_PREFIX) and not leaks_name(answer, person) and description_is_exact(answer, person.traits)
+
+
+def is_exact_description(answer: str, person: Person) -> bool:
+    return description_is_exact(answer, person.traits)

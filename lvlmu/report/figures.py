@@ -1,0 +1,102 @@
+"""Figures and tables for the book: legible at a glance, captioned by the notebooks that draw them."""
+from __future__ import annotations
+
+import textwrap
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from ..world import World
+from ..world.people import ROLES
+
+ROLE_COLOURS = {"forget": "#d62728", "retain": "#1f77b4", "stranger": "#7f7f7f", "holdout": "#2ca02c", "scene": "#9467bd"}
+MODEL_COLOURS = {"base": "#d62728", "oracle": "#2ca02c"}
+
+
+def people_gallery(world: World, person_ids: list[str], n_cols: int = 6, image_set: str = "trained"):
+    """One image per person with their role, name and traits underneath."""
+    n_rows = -(-len(person_ids) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.3 * n_cols, 3.2 * n_rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, pid in zip(axes.flat, person_ids):
+        person = world.people[pid]
+        images = world.images_of(pid, image_set) or world.images_of(pid)
+        ax.imshow(world.image(images[0]["image_id"]), interpolation="nearest")
+        title = person.name or f"stranger {pid}"
+        ax.set_title(f"{title}\n({person.role})", fontsize=9, color=ROLE_COLOURS[person.role])
+        traits = textwrap.fill(", ".join(v for v in person.traits.as_tuple()), 26)
+        ax.text(0.5, -0.04, traits, transform=ax.transAxes, ha="center", va="top", fontsize=7.5)
+    fig.tight_layout()
+    return fig
+
+
+def image_variants(world: World, person_id: str):
+    """Every image of one person: the single image first, then the rest of the trained ones, then the unseen ones."""
+    images = world.images_of(person_id)
+    fig, axes = plt.subplots(1, len(images), figsize=(1.5 * len(images), 2.0), squeeze=False)
+    for ax, im in zip(axes.flat, images):
+        ax.imshow(world.image(im["image_id"]), interpolation="nearest")
+        ax.set_title("single" if im["single"] else im["image_set"], fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def population_table(world: World) -> pd.DataFrame:
+    """People, images and training/evaluation examples per population."""
+    image_roles = [world.people[im["person_id"]].role if im["person_id"] else "scene" for im in world.images]
+    rows = []
+    for role in (*ROLES, "scene"):
+        examples = world.select(role=role)
+        rows.append({"population": role, "people": len(world.by_role(role)) if role in ROLES else 0,
+                     "images": image_roles.count(role),
+                     "train examples": sum(e["split"] == "train" for e in examples),
+                     "eval examples": sum(e["split"] == "eval" for e in examples)})
+    return pd.DataFrame(rows).set_index("population")
+
+
+def learning_curves(histories: dict[str, list[dict]]):
+    """Training loss against step, one line per model."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for name, history in histories.items():
+        points = [(h["step"], h["loss"]) for h in history if "loss" in h]
+        ax.plot(*zip(*points), label=name, color=MODEL_COLOURS.get(name), lw=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss on answer tokens (log scale)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def recall_bars(tables: dict[str, pd.Series], title: str = ""):
+    """Grouped horizontal bars: one group per measure, one bar per model, in percent."""
+    frame = pd.DataFrame(tables)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(frame) * len(tables) + 1.2))
+    frame.iloc[::-1].plot.barh(ax=ax, color=[MODEL_COLOURS.get(c, None) for c in frame.columns], width=0.8)
+    ax.set_xlim(0, 105)
+    ax.set_xlabel("% of answers")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.0f", fontsize=8, padding=2)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def answer_gallery(world: World, samples: pd.DataFrame, answer_columns: list[str], width: int = 46):
+    """Each row: the image, the question, and each model's answer."""
+    fig, axes = plt.subplots(len(samples), 2, figsize=(10, 1.9 * len(samples)), gridspec_kw={"width_ratios": [1, 5]}, squeeze=False)
+    for (ax_image, ax_text), (_, row) in zip(axes, samples.iterrows()):
+        ax_image.imshow(world.image(row["image_id"]), interpolation="nearest")
+        ax_image.axis("off")
+        person = world.people.get(row["person_id"])
+        ax_image.set_title(f"{person.name or person.person_id} ({person.role})" if person else "", fontsize=8)
+        lines = [f"Q: {row['question']}"] + [textwrap.fill(f"{c}: {row[c]}", width * 2) for c in answer_columns]
+        ax_text.text(0, 0.5, "\n".join(lines), va="center", fontsize=8.5, family="monospace")
+        ax_text.axis("off")
+    fig.tight_layout()
+    return fig

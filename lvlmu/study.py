@@ -1,0 +1,159 @@
+"""The study pipeline: parameterised notebooks run in sequence with papermill, cached by content hash, then the book."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from .io import hash_file, hash_json, package_versions, write_json
+from .pretrain import PretrainConfig
+from .world import WorldConfig
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+KERNEL_NAME = "lvlmu"
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything the pipeline's numbers depend on."""
+
+    world: WorldConfig = field(default_factory=WorldConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    eval_max_per_group: int = 200
+
+
+PROFILES: dict[str, StudyConfig] = {
+    "full": StudyConfig(),
+    # A first look in a few minutes: fewer people, shorter training. Its numbers are not the study's.
+    "quick": StudyConfig(WorldConfig(n_known=20, n_strangers=200, n_holdout=10, n_scenes=200), PretrainConfig(epochs=2), 50),
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One notebook run: its template, its parameters, and the files whose content it depends on."""
+
+    name: str
+    parameters: dict
+    inputs: tuple[str, ...] = ()
+
+
+def get_profile(name: str) -> StudyConfig:
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; the profiles are {sorted(PROFILES)}")
+    return PROFILES[name]
+
+
+def stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
+    world_dir, models = artifacts / "world", artifacts / "models"
+    return [
+        Stage("world", {"world_dir": str(world_dir), "world_config": asdict(config.world)}),
+        Stage(
+            "pretrain",
+            {"world_dir": str(world_dir), "base_dir": str(models / "base"), "oracle_dir": str(models / "oracle"),
+             "results_dir": str(artifacts / "results"), "pretrain_config": asdict(config.pretrain),
+             "eval_max_per_group": config.eval_max_per_group},
+            inputs=(str(world_dir / "world.json"),),
+        ),
+    ]
+
+
+def source_fingerprint() -> str:
+    """A hash of the lvlmu sources: a code change reruns the notebooks that call it."""
+    files = sorted(p for p in PACKAGE_DIR.rglob("*.py"))
+    return hash_json({str(p.relative_to(PACKAGE_DIR)): hash_file(p) for p in files})
+
+
+def stage_key(stage: Stage, notebook: Path) -> str:
+    inputs = {path: hash_file(path) if Path(path).exists() else None for path in stage.inputs}
+    return hash_json({"notebook": hash_file(notebook), "parameters": stage.parameters, "inputs": inputs, "lvlmu": source_fingerprint()})
+
+
+def default_kernel() -> str:
+    """The project's registered kernel when it exists, else the current interpreter's default kernel."""
+    from jupyter_client.kernelspec import find_kernel_specs
+
+    return KERNEL_NAME if KERNEL_NAME in find_kernel_specs() else "python3"
+
+
+def run_stage(stage: Stage, notebooks_dir: Path, book_dir: Path, cache_dir: Path, kernel: str, force: bool = False) -> str:
+    """Execute one notebook unless its cache key is unchanged. Returns "ran" or "cached"."""
+    import papermill
+
+    template = notebooks_dir / f"{stage.name}.ipynb"
+    if not template.exists():
+        raise FileNotFoundError(f"no notebook template {template}")
+    output = book_dir / "book" / "notebooks" / f"{stage.name}.ipynb"
+    record_path = cache_dir / f"{stage.name}.json"
+    key = stage_key(stage, template)
+    if not force and output.exists() and record_path.exists() and json.loads(record_path.read_text()).get("key") == key:
+        return "cached"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.partial.ipynb")
+    started = time.time()
+    try:
+        papermill.execute_notebook(str(template), str(partial), parameters=stage.parameters, kernel_name=kernel,
+                                   cwd=str(book_dir), progress_bar=False, log_output=False)
+    except Exception as error:
+        raise RuntimeError(f"stage {stage.name!r} failed; its partly executed notebook is {partial}") from error
+    os.replace(partial, output)
+    # The key is computed again: a stage may create its own inputs' successors, never its inputs.
+    write_json(record_path, {"key": key, "stage": stage.name, "parameters": stage.parameters,
+                             "wall_seconds": time.time() - started, "versions": package_versions()})
+    return "ran"
+
+
+def build_book(book_dir: Path, warnings_as_errors: bool = True) -> Path:
+    """Render the executed notebooks into `book_dir/_build/html` with jupyter-book, offline."""
+    exe = Path(sys.executable).with_name("jupyter-book")
+    command = [str(exe) if exe.exists() else "jupyter-book", "build", str(book_dir), "--path-output", str(book_dir)]
+    if warnings_as_errors:
+        command.append("-W")
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"jupyter-book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return book_dir / "_build" / "html"
+
+
+def stage_book_sources(book_dir: Path) -> None:
+    """Copy the book's fixed sources (config, table of contents, prose pages) into another book directory."""
+    book_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(REPO_DIR / name, book_dir / name)
+    (book_dir / "book").mkdir(exist_ok=True)
+    for page in (REPO_DIR / "book").glob("*.md"):
+        shutil.copy2(page, book_dir / "book" / page.name)
+
+
+def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = REPO_DIR, artifacts: str | os.PathLike | None = None,
+              notebooks_dir: str | os.PathLike = REPO_DIR / "notebooks", build: bool = True, force: bool = False,
+              kernel: str | None = None, log=print) -> dict:
+    """Run every stage (skipping unchanged ones), then build the book. Returns what ran and where the book is."""
+    config = get_profile(config) if isinstance(config, str) else config
+    book_dir = Path(book_dir).resolve()
+    if book_dir != REPO_DIR and not (book_dir / "_config.yml").exists():
+        stage_book_sources(book_dir)
+    artifacts = Path(artifacts).resolve() if artifacts is not None else book_dir / "artifacts"
+    kernel = kernel or default_kernel()
+    report = {"stages": {}, "book": None}
+    for stage in stages(config, artifacts):
+        started = time.time()
+        log(f"[lvlmu] stage {stage.name}: running" if force else f"[lvlmu] stage {stage.name}: checking cache")
+        status = run_stage(stage, Path(notebooks_dir), book_dir, artifacts / "cache", kernel, force=force)
+        report["stages"][stage.name] = status
+        log(f"[lvlmu] stage {stage.name}: {status} ({time.time() - started:.0f} s)")
+    if build:
+        started = time.time()
+        report["book"] = str(build_book(book_dir))
+        log(f"[lvlmu] book built in {time.time() - started:.0f} s: {report['book']}/index.html")
+    return report
+
+
+def with_overrides(config: StudyConfig, world: dict | None = None, pretrain: dict | None = None) -> StudyConfig:
+    return replace(config, world=replace(config.world, **(world or {})), pretrain=replace(config.pretrain, **(pretrain or {})))

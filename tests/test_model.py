@@ -1,0 +1,96 @@
+import json
+
+import pytest
+import torch
+
+from lvlmu.data import IGNORE_INDEX, VisionTextCollator
+from lvlmu.model import build_tiny, count_parameters, get_preset, load_model, save_model
+from lvlmu.pretrain import world_corpus
+from lvlmu.world.people import FIRST_NAMES, INVENTED_FIRST, INVENTED_LAST, LAST_NAMES
+
+
+@pytest.fixture(scope="module")
+def tiny(micro_world):
+    return build_tiny(world_corpus(micro_world), "tiny", micro_world.config.image_size, seed=0)
+
+
+def test_tokenizer_round_trip_covers_every_text_and_name(micro_world, tiny):
+    tokenizer = tiny[1].tokenizer
+    texts = [t for ex in micro_world.examples for t in (ex["question"], ex["answer"])]
+    for text in texts + FIRST_NAMES + LAST_NAMES + INVENTED_FIRST + INVENTED_LAST:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert tokenizer.unk_token_id not in ids
+        assert tokenizer.decode(ids) == text
+    for person in micro_world.people.values():
+        if person.is_named:  # names of the world's people are whole tokens or close to it
+            assert len(tokenizer(" " + person.first_name, add_special_tokens=False)["input_ids"]) <= 2
+
+
+def test_special_tokens_are_stripped_on_decode(tiny):
+    processor = tiny[1]
+    text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Who is this?"}]}],
+                                         add_generation_prompt=True, tokenize=False)
+    assert text.startswith(processor.tokenizer.bos_token) and "<image>" in text and text.endswith("ASSISTANT:")
+    ids = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert "USER" not in processor.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def test_collator_puts_the_loss_on_answer_tokens_only(micro_world, tiny):
+    model, processor = tiny
+    tokenizer = processor.tokenizer
+    examples = [micro_world.select("train", kind="identity")[0], micro_world.select("train", kind="fact_text")[0],
+                micro_world.select("train", kind="description")[0]]
+    batch = VisionTextCollator(processor, micro_world.image)(examples)
+    image_token_id = tokenizer.convert_tokens_to_ids(processor.image_token)
+    assert batch["pixel_values"].shape[0] == 2, "two of the three examples have an image"
+    for i, ex in enumerate(examples):
+        ids, labels, attention = batch["input_ids"][i].tolist(), batch["labels"][i].tolist(), batch["attention_mask"][i].tolist()
+        answer_ids = tokenizer(" " + ex["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        n_real = sum(attention)
+        start = n_real - len(answer_ids)
+        for position, (token, label, real) in enumerate(zip(ids, labels, attention)):
+            if not real or position < start:
+                assert label == IGNORE_INDEX, f"example {i}: position {position} ({tokenizer.decode([token])!r}) must be masked"
+            else:
+                assert label == token == answer_ids[position - start], f"example {i}: answer position {position} must be labelled"
+        assert all(label == IGNORE_INDEX for token, label in zip(ids, labels) if token == image_token_id)
+        assert ids.count(image_token_id) == (16 if ex["image_id"] else 0)
+    output = model(**batch)
+    assert torch.isfinite(output.loss)
+
+
+def test_save_and_reload_offline_is_identical(micro_world, tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, processor = tiny
+    save_model(model, processor, tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "model.safetensors").exists() and (tmp_path / "ckpt" / "chat_template.jinja").exists()
+    again, again_processor = load_model(tmp_path / "ckpt")
+    batch = VisionTextCollator(processor, micro_world.image)(micro_world.select("train")[:4])
+    batch_again = VisionTextCollator(again_processor, micro_world.image)(micro_world.select("train")[:4])
+    for key in batch:
+        assert torch.equal(batch[key], batch_again[key]), key
+    model.eval(), again.eval()
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, again(**batch_again).logits)
+
+
+def test_presets_and_their_errors(tmp_path):
+    assert 1_000_000 < count_parameters(build_tiny(["a b c"], "tiny", 32)[0]) < 6_000_000
+    with pytest.raises(ValueError, match=r"unknown model preset 'huge'.*small.*tiny"):
+        get_preset("huge")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        load_model(tmp_path / "empty")
+
+
+def test_micro_pretraining_loss_falls_and_manifest_is_complete(micro_model_dir):
+    history = json.loads((micro_model_dir / "log_history.json").read_text())
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert len(losses) >= 3 and losses[-1] < 0.6 * losses[0]
+    manifest = json.loads((micro_model_dir / "manifest.json").read_text())
+    assert manifest["effective_batch_size"] == 16 and manifest["seeds"]["model_init"] == 0
+    assert manifest["versions"]["torch"] and manifest["versions"]["transformers"]
+    assert not (micro_model_dir / "trainer").exists()
+    load_model(micro_model_dir)

@@ -1,0 +1,79 @@
+"""The pipeline end to end on a micro world: both notebooks through papermill, the cache, the book build."""
+import json
+from dataclasses import replace
+
+import nbformat
+import pytest
+
+from lvlmu.io import atomic_directory
+from lvlmu.study import PROFILES, StudyConfig, get_profile, run_stage, run_study, Stage
+
+from conftest import MICRO_PRETRAIN, MICRO_WORLD
+
+MICRO_STUDY = StudyConfig(MICRO_WORLD, replace(MICRO_PRETRAIN, epochs=1), eval_max_per_group=8)
+
+
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory):
+    book = tmp_path_factory.mktemp("study")
+    first = run_study(MICRO_STUDY, book_dir=book, log=lambda *_: None)
+    return book, first
+
+
+def test_both_notebooks_execute_and_the_book_builds(study_run):
+    book, first = study_run
+    assert first["stages"] == {"world": "ran", "pretrain": "ran"}
+    for name in ("world", "pretrain"):
+        nb = nbformat.read(book / "book" / "notebooks" / f"{name}.ipynb", as_version=4)
+        outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+        assert not any(o.output_type == "error" for o in outputs)
+        assert any("image/png" in o.get("data", {}) for o in outputs), f"{name} has no figure"
+        assert any(cell.metadata.get("tags") == ["injected-parameters"] for cell in nb.cells)
+    for model in ("base", "oracle"):
+        manifest = json.loads((book / "artifacts" / "models" / model / "manifest.json").read_text())
+        assert manifest["config"]["exclude_roles"] == ([] if model == "base" else ["forget"])
+        assert (book / "artifacts" / "results" / f"recall_{model}.jsonl").exists()
+    html = book / "_build" / "html"
+    for page in ("index.html", "book/intro.html", "book/notebooks/world.html", "book/notebooks/pretrain.html"):
+        assert (html / page).exists(), page
+    pretrain_page = (html / "book" / "notebooks" / "pretrain.html").read_text()
+    assert "Traceback" not in pretrain_page and "<img" in pretrain_page
+
+
+def test_an_unchanged_stage_is_skipped_and_a_changed_one_reruns(study_run):
+    book, _ = study_run
+    again = run_study(MICRO_STUDY, book_dir=book, build=False, log=lambda *_: None)
+    assert again["stages"] == {"world": "cached", "pretrain": "cached"}
+    changed = replace(MICRO_STUDY, eval_max_per_group=6)
+    third = run_study(changed, book_dir=book, build=False, log=lambda *_: None)
+    assert third["stages"] == {"world": "cached", "pretrain": "ran"}
+    # The models were reused: their config and world did not change.
+    nb = nbformat.read(book / "book" / "notebooks" / "pretrain.ipynb", as_version=4)
+    assert "reusing" in "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_a_failing_notebook_leaves_no_output(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell("raise ValueError('boom')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
+    nbformat.write(nb, notebooks / "broken.ipynb")
+    with pytest.raises(RuntimeError, match="stage 'broken' failed"):
+        run_stage(Stage("broken", {"x": 2}), notebooks, tmp_path, tmp_path / "cache", kernel="python3")
+    assert not (tmp_path / "book" / "notebooks" / "broken.ipynb").exists()
+    assert not (tmp_path / "cache" / "broken.json").exists()
+
+
+def test_an_interrupted_directory_write_leaves_nothing(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_directory(tmp_path / "model") as tmp:
+            (tmp / "weights").write_text("half")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_profile_names_the_choices():
+    with pytest.raises(ValueError, match=r"unknown profile 'huge'.*full.*quick"):
+        get_profile("huge")
+    assert set(PROFILES) >= {"full", "quick"}
