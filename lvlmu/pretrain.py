@@ -35,8 +35,13 @@ class PretrainConfig:
     seed: int = 0
     exclude_roles: tuple[str, ...] = ()
     # Known people are few and strangers many: their examples are repeated, text-only facts most of all.
-    known_repeats: int = 2
+    known_repeats: int = 3
     text_fact_repeats: int = 3
+    # Like LLaVA's alignment stage: this fraction of the steps first trains on grounding examples only
+    # (descriptions, trait and yes/no questions, scenes, strangers), before the full mixture.
+    grounding_fraction: float = 0.35
+    # bf16 autocast: about 25% faster per step on a CPU with avx512_bf16, and the usual choice on a GPU.
+    bf16: bool = True
     logging_steps: int = 25
     threads: int = 2
 
@@ -56,6 +61,14 @@ def world_corpus(world: World) -> list[str]:
     corpus += [" ".join(FIRST_NAMES), " ".join(LAST_NAMES), " ".join(INVENTED_FIRST), " ".join(INVENTED_LAST)]
     corpus += list(Q.JAILBREAK_PREFIXES) + list(Q.MULTI_HOP) + list(Q.OPEN_QUERIES) + list(Q.IDENTITY_HELDOUT) + list(Q.DESCRIBE_HELDOUT)
     return corpus
+
+
+GROUNDING_KINDS = ("description", "trait", "pope", "vqa")
+
+
+def grounding_examples(world: World, config: PretrainConfig) -> list[dict]:
+    """Examples that teach what is visible, never who it is: descriptions, traits, scenes, and strangers."""
+    return [ex for ex in world.select("train", exclude_roles=config.exclude_roles) if ex["kind"] in GROUNDING_KINDS or ex["role"] == "stranger"]
 
 
 def training_examples(world: World, config: PretrainConfig) -> list[dict]:
@@ -86,6 +99,39 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _train_phase(model, processor, world: World, examples: list[dict], steps: int, config: PretrainConfig, work_dir: Path,
+                 progress_bar: bool, step_offset: int = 0):
+    """One Trainer run of `steps` optimizer steps over `examples` (warmup, then cosine decay)."""
+    args = TrainingArguments(
+        output_dir=str(work_dir),
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        max_steps=steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=round(config.warmup_ratio * steps),
+        weight_decay=config.weight_decay,
+        logging_steps=config.logging_steps,
+        save_strategy="no",
+        report_to=[],
+        seed=config.seed,
+        data_seed=config.seed,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=not progress_bar,
+        bf16=config.bf16,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=VisionTextCollator(processor, world.image))
+    if not progress_bar:  # plain text lines instead of tqdm and of the printed log dicts
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(TextProgress())
+    result = trainer.train()
+    history = [{**h, "step": h["step"] + step_offset} for h in trainer.state.log_history]
+    return result, history
+
+
 def pretrain(world: World, out_dir: str | os.PathLike, config: PretrainConfig = PretrainConfig(), progress_bar: bool = True) -> dict:
     """Train a model from scratch on the world's training examples and save it (with a manifest) to `out_dir`.
 
@@ -98,31 +144,20 @@ def pretrain(world: World, out_dir: str | os.PathLike, config: PretrainConfig = 
     model = build_tiny_model(spec, processor, world.config.image_size, seed=config.seed)
     train = training_examples(world, config)
     steps = max(1, round(config.epochs * len(train) / config.effective_batch_size))
+    grounding_steps = round(config.grounding_fraction * steps)
     started = time.time()
     with atomic_directory(out_dir) as tmp:
-        args = TrainingArguments(
-            output_dir=str(tmp / "trainer"),
-            per_device_train_batch_size=config.batch_size,
-            gradient_accumulation_steps=config.gradient_accumulation_steps,
-            max_steps=steps,
-            learning_rate=config.learning_rate,
-            lr_scheduler_type="cosine",
-            warmup_steps=round(config.warmup_ratio * steps),
-            weight_decay=config.weight_decay,
-            logging_steps=config.logging_steps,
-            save_strategy="no",
-            report_to=[],
-            seed=config.seed,
-            data_seed=config.seed,
-            remove_unused_columns=False,
-            dataloader_num_workers=0,
-            disable_tqdm=not progress_bar,
-        )
-        trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=VisionTextCollator(processor, world.image))
-        if not progress_bar:  # plain text lines instead of tqdm and of the printed log dicts
-            trainer.remove_callback(PrinterCallback)
-            trainer.add_callback(TextProgress())
-        result = trainer.train()
+        history, losses, offset = [], [], 0
+        phases = [("grounding", grounding_examples(world, config), grounding_steps), ("full", train, steps - grounding_steps)]
+        for phase, examples, phase_steps in phases:
+            if phase_steps <= 0:
+                continue
+            if not progress_bar:
+                print(f"phase {phase}: {phase_steps} steps over {len(examples)} examples", flush=True)
+            result, phase_history = _train_phase(model, processor, world, examples, phase_steps, config, tmp / "trainer", progress_bar, offset)
+            history += [{**h, "phase": phase} for h in phase_history]
+            losses.append((result.training_loss, phase_steps))
+            offset += phase_steps
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
@@ -134,15 +169,16 @@ def pretrain(world: World, out_dir: str | os.PathLike, config: PretrainConfig = 
             "world": {"root": str(world.root), "fingerprint": world.fingerprint},
             "n_train_examples": len(train),
             "steps": steps,
+            "grounding_steps": grounding_steps,
             "parameters": count_parameters(model),
-            "train_loss": result.training_loss,
+            "train_loss": sum(loss * n for loss, n in losses) / sum(n for _, n in losses),
             "wall_seconds": time.time() - started,
             "peak_memory_mb": peak_memory_mb(),
             "versions": package_versions(),
             "training_source": training_source_fingerprint(),
         }
         write_json(tmp / "manifest.json", manifest)
-        write_json(tmp / "log_history.json", trainer.state.log_history)
+        write_json(tmp / "log_history.json", history)
     return manifest
 
 

@@ -31,7 +31,7 @@ class StudyConfig:
 PROFILES: dict[str, StudyConfig] = {
     "full": StudyConfig(),
     # A first look in a few minutes: fewer people, shorter training. Its numbers are not the study's.
-    "quick": StudyConfig(WorldConfig(n_known=20, n_strangers=200, n_holdout=10, n_scenes=200), PretrainConfig(epochs=2), 50),
+    "quick": StudyConfig(WorldConfig(n_known=20, n_strangers=300, n_holdout=10, n_scenes=200), PretrainConfig(epochs=2), 50),
 }
 
 
@@ -102,11 +102,26 @@ def run_stage(stage: Stage, notebooks_dir: Path, book_dir: Path, cache_dir: Path
                                    cwd=str(book_dir), progress_bar=False, log_output=False)
     except Exception as error:
         raise RuntimeError(f"stage {stage.name!r} failed; its partly executed notebook is {partial}") from error
+    tag_parameter_cells(partial)
     os.replace(partial, output)
     # The key is computed again: a stage may create its own inputs' successors, never its inputs.
     write_json(record_path, {"key": key, "stage": stage.name, "parameters": stage.parameters,
                              "wall_seconds": time.time() - started, "versions": package_versions()})
     return "ran"
+
+
+def tag_parameter_cells(path: Path) -> None:
+    """In the book, drop the template's default parameters and collapse the parameters that actually ran."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+        if "injected-parameters" in tags and "hide-input" not in tags:
+            tags.append("hide-input")
+    nbformat.write(nb, path)
 
 
 def build_book(book_dir: Path, warnings_as_errors: bool = True) -> Path:

@@ -54,7 +54,7 @@ def test_collator_puts_the_loss_on_answer_tokens_only(micro_world, tiny):
             else:
                 assert label == token == answer_ids[position - start], f"example {i}: answer position {position} must be labelled"
         assert all(label == IGNORE_INDEX for token, label in zip(ids, labels) if token == image_token_id)
-        assert ids.count(image_token_id) == (16 if ex["image_id"] else 0)
+        assert ids.count(image_token_id) == (model.config.image_seq_length if ex["image_id"] else 0)
     output = model(**batch)
     assert torch.isfinite(output.loss)
 
@@ -94,3 +94,20 @@ def test_micro_pretraining_loss_falls_and_manifest_is_complete(micro_model_dir):
     assert manifest["versions"]["torch"] and manifest["versions"]["transformers"]
     assert not (micro_model_dir / "trainer").exists()
     load_model(micro_model_dir)
+
+
+def test_grounding_stage_teaches_what_is_visible_never_who(micro_world):
+    from lvlmu.pretrain import PretrainConfig, grounding_examples, training_examples
+    from lvlmu.probe import leaks_name
+
+    config = PretrainConfig()
+    grounding = grounding_examples(micro_world, config)
+    assert {ex["kind"] for ex in grounding} >= {"description", "identity", "vqa", "pope"}
+    named = [p for p in micro_world.people.values() if p.is_named]
+    for ex in grounding:
+        assert not any(leaks_name(ex["answer"], p) for p in named), ex
+    oracle = training_examples(micro_world, PretrainConfig(exclude_roles=("forget",)))
+    assert not any(ex["role"] == "forget" for ex in oracle)
+    base = training_examples(micro_world, config)
+    text_facts = [ex for ex in base if ex["kind"] == "fact_text"]
+    assert len(text_facts) == config.known_repeats * config.text_fact_repeats * len(micro_world.select("train", kind="fact_text"))

@@ -28,7 +28,10 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
         outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
         assert not any(o.output_type == "error" for o in outputs)
         assert any("image/png" in o.get("data", {}) for o in outputs), f"{name} has no figure"
-        assert any(cell.metadata.get("tags") == ["injected-parameters"] for cell in nb.cells)
+        injected = [cell for cell in nb.cells if "injected-parameters" in cell.metadata.get("tags", [])]
+        assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]
+        defaults = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
+        assert len(defaults) == 1 and "remove-cell" in defaults[0].metadata["tags"]
     for model in ("base", "oracle"):
         manifest = json.loads((book / "artifacts" / "models" / model / "manifest.json").read_text())
         assert manifest["config"]["exclude_roles"] == ([] if model == "base" else ["forget"])

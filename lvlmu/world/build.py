@@ -25,7 +25,7 @@ class WorldConfig:
 
     n_known: int = 40
     forget_fraction: float = 0.2
-    n_strangers: int = 600
+    n_strangers: int = 1000
     n_holdout: int = 20
     trained_images: int = 6
     unseen_images: int = 4

@@ -16,7 +16,7 @@ SUPERSAMPLE = 4
 BACKGROUNDS = ((205, 225, 250), (210, 240, 210), (235, 222, 250), (225, 225, 225), (250, 240, 200))
 GLASSES_RGB = (20, 20, 20)
 EARRING_RGB = (255, 200, 0)
-NECKLACE_RGB = (250, 250, 250)
+NECKLACE_RGB = (0, 175, 175)
 BOWTIE_RGB = (150, 30, 200)
 SHAPE_RGB = {"red": (220, 30, 30), "green": (30, 170, 40), "blue": (30, 70, 230), "yellow": (240, 210, 0)}
 SHAPES = ("circle", "square", "triangle")
@@ -60,8 +60,8 @@ def draw_face(traits: Traits, nuisance: Nuisance, size: int) -> Image.Image:
     draw = ImageDraw.Draw(canvas)
     s = nuisance.scale
     cx, cy = (0.5 + nuisance.dx) * side, (0.5 + nuisance.dy) * side
-    half_w = {"round": 0.25, "oval": 0.21, "square": 0.24}[traits.face_shape] * side * s
-    half_h = {"round": 0.25, "oval": 0.31, "square": 0.26}[traits.face_shape] * side * s
+    half_w = {"round": 0.24, "oval": 0.17, "square": 0.28}[traits.face_shape] * side * s
+    half_h = {"round": 0.24, "oval": 0.32, "square": 0.24}[traits.face_shape] * side * s
     hair, skin = HAIR_RGB[traits.hair_colour], SKIN_RGB[traits.skin_tone]
     top = cy - half_h
 
@@ -83,7 +83,7 @@ def draw_face(traits: Traits, nuisance: Nuisance, size: int) -> Image.Image:
     # Face.
     face_box = box(-half_w, -half_h, half_w, half_h)
     if traits.face_shape == "square":
-        draw.rounded_rectangle(face_box, radius=half_w * 0.2, fill=skin)
+        draw.rectangle(face_box, fill=skin)
     else:
         draw.ellipse(face_box, fill=skin)
     # Hair cap on top of the head (every style has one).
@@ -92,11 +92,11 @@ def draw_face(traits: Traits, nuisance: Nuisance, size: int) -> Image.Image:
     draw.rectangle(box(-half_w * 1.0, -half_h * 0.45, half_w * 1.0, cap_bottom + half_h * 0.05), fill=hair)
     # Eyes: white sclera with a large coloured iris.
     eye_y, eye_dx = -half_h * 0.05, half_w * 0.45
-    ew, eh = half_w * 0.30, half_h * 0.2
+    ew, eh = half_w * 0.32, half_h * 0.2
     for sign in (-1, 1):
         ex = sign * eye_dx
         draw.ellipse(box(ex - ew, eye_y - eh, ex + ew, eye_y + eh), fill=(255, 255, 255))
-        iris = ew * 0.75
+        iris = ew * 0.85
         draw.ellipse(box(ex - iris, eye_y - iris, ex + iris, eye_y + iris), fill=EYE_RGB[traits.eye_colour])
         if traits.glasses == "glasses":
             g = ew * 1.35
@@ -107,15 +107,15 @@ def draw_face(traits: Traits, nuisance: Nuisance, size: int) -> Image.Image:
     draw.line(box(-half_w * 0.3, half_h * 0.5, half_w * 0.3, half_h * 0.5), fill=(120, 30, 30), width=max(2, int(side * 0.015)))
     # Accessory.
     if traits.accessory == "earrings":
-        r = half_w * 0.16
+        r = half_w * 0.24
         for sign in (-1, 1):
-            ex = sign * half_w * 1.02
+            ex = sign * half_w * 1.05
             draw.ellipse(box(ex - r, half_h * 0.2 - r, ex + r, half_h * 0.2 + r), fill=EARRING_RGB)
     elif traits.accessory == "a necklace":
-        draw.arc(box(-half_w * 0.8, half_h * 0.55, half_w * 0.8, half_h * 1.45), 20, 160, fill=NECKLACE_RGB, width=max(3, int(side * 0.04)))
+        draw.arc(box(-half_w * 0.8, half_h * 0.55, half_w * 0.8, half_h * 1.45), 20, 160, fill=NECKLACE_RGB, width=max(3, int(side * 0.06)))
     elif traits.accessory == "a bow tie":
         y = half_h * 1.2
-        w, h = half_w * 0.55, half_h * 0.22
+        w, h = half_w * 0.6, half_h * 0.26
         draw.polygon([(cx, cy + y), (cx - w, cy + y - h), (cx - w, cy + y + h)], fill=BOWTIE_RGB)
         draw.polygon([(cx, cy + y), (cx + w, cy + y - h), (cx + w, cy + y + h)], fill=BOWTIE_RGB)
     return _finish(canvas, size, nuisance.noise_seed, nuisance.noise_std)
