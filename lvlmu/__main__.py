@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 
@@ -19,8 +20,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.profile not in PROFILES:
         parser.error(f"unknown profile {args.profile!r}; choose from {sorted(PROFILES)}")
+    # Stream each notebook's output (training progress included) and papermill's cell progress bar.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("papermill").setLevel(logging.INFO)
     try:
-        run_study(args.profile, build=not args.no_book, force=args.force, kernel=args.kernel)
+        run_study(args.profile, build=not args.no_book, force=args.force, kernel=args.kernel, stream_output=True)
     except RuntimeError as error:
         print(f"[lvlmu] {error}", file=sys.stderr)
         return 1

@@ -42,6 +42,7 @@ class Stage:
     name: str
     parameters: dict
     inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()  # a stage whose outputs are missing runs again, whatever its cache says
 
 
 def get_profile(name: str) -> StudyConfig:
@@ -53,13 +54,15 @@ def get_profile(name: str) -> StudyConfig:
 def stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
     world_dir, models = artifacts / "world", artifacts / "models"
     return [
-        Stage("world", {"world_dir": str(world_dir), "world_config": asdict(config.world)}),
+        Stage("world", {"world_dir": str(world_dir), "world_config": asdict(config.world)}, outputs=(str(world_dir / "world.json"),)),
         Stage(
             "pretrain",
             {"world_dir": str(world_dir), "base_dir": str(models / "base"), "oracle_dir": str(models / "oracle"),
              "results_dir": str(artifacts / "results"), "pretrain_config": asdict(config.pretrain),
              "eval_max_per_group": config.eval_max_per_group},
             inputs=(str(world_dir / "world.json"),),
+            outputs=tuple(str(p) for p in (models / "base" / "manifest.json", models / "oracle" / "manifest.json",
+                                           artifacts / "results" / "recall_base.jsonl", artifacts / "results" / "recall_oracle.jsonl")),
         ),
     ]
 
@@ -70,8 +73,9 @@ def source_fingerprint() -> str:
     return hash_json({str(p.relative_to(PACKAGE_DIR)): hash_file(p) for p in files})
 
 
-def stage_key(stage: Stage, notebook: Path) -> str:
-    inputs = {path: hash_file(path) if Path(path).exists() else None for path in stage.inputs}
+def stage_key(stage: Stage, notebook: Path, book_dir: Path) -> str:
+    """Relative input paths are relative to the book directory, where the notebooks run."""
+    inputs = {path: hash_file(book_dir / path) if (book_dir / path).exists() else None for path in stage.inputs}
     return hash_json({"notebook": hash_file(notebook), "parameters": stage.parameters, "inputs": inputs, "lvlmu": source_fingerprint()})
 
 
@@ -82,7 +86,8 @@ def default_kernel() -> str:
     return KERNEL_NAME if KERNEL_NAME in find_kernel_specs() else "python3"
 
 
-def run_stage(stage: Stage, notebooks_dir: Path, book_dir: Path, cache_dir: Path, kernel: str, force: bool = False) -> str:
+def run_stage(stage: Stage, notebooks_dir: Path, book_dir: Path, cache_dir: Path, kernel: str, force: bool = False,
+              stream_output: bool = False) -> str:
     """Execute one notebook unless its cache key is unchanged. Returns "ran" or "cached"."""
     import papermill
 
@@ -91,20 +96,20 @@ def run_stage(stage: Stage, notebooks_dir: Path, book_dir: Path, cache_dir: Path
         raise FileNotFoundError(f"no notebook template {template}")
     output = book_dir / "book" / "notebooks" / f"{stage.name}.ipynb"
     record_path = cache_dir / f"{stage.name}.json"
-    key = stage_key(stage, template)
-    if not force and output.exists() and record_path.exists() and json.loads(record_path.read_text()).get("key") == key:
+    key = stage_key(stage, template, book_dir)
+    outputs_exist = output.exists() and all((book_dir / path).exists() for path in stage.outputs)
+    if not force and outputs_exist and record_path.exists() and json.loads(record_path.read_text()).get("key") == key:
         return "cached"
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial.ipynb")
     started = time.time()
     try:
         papermill.execute_notebook(str(template), str(partial), parameters=stage.parameters, kernel_name=kernel,
-                                   cwd=str(book_dir), progress_bar=False, log_output=False)
+                                   cwd=str(book_dir), progress_bar=stream_output, log_output=stream_output)
     except Exception as error:
         raise RuntimeError(f"stage {stage.name!r} failed; its partly executed notebook is {partial}") from error
     tag_parameter_cells(partial)
     os.replace(partial, output)
-    # The key is computed again: a stage may create its own inputs' successors, never its inputs.
     write_json(record_path, {"key": key, "stage": stage.name, "parameters": stage.parameters,
                              "wall_seconds": time.time() - started, "versions": package_versions()})
     return "ran"
@@ -132,7 +137,9 @@ def build_book(book_dir: Path, warnings_as_errors: bool = True) -> Path:
         command.append("-W")
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"jupyter-book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        output = result.stdout + result.stderr
+        causes = [line for line in output.splitlines() if "WARNING" in line or "ERROR" in line or "Warning:" in line]
+        raise RuntimeError("jupyter-book build failed; warnings count as errors. Causes:\n" + "\n".join(causes[-20:] or output.splitlines()[-40:]))
     return book_dir / "_build" / "html"
 
 
@@ -148,7 +155,7 @@ def stage_book_sources(book_dir: Path) -> None:
 
 def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = REPO_DIR, artifacts: str | os.PathLike | None = None,
               notebooks_dir: str | os.PathLike = REPO_DIR / "notebooks", build: bool = True, force: bool = False,
-              kernel: str | None = None, log=print) -> dict:
+              kernel: str | None = None, log=print, stream_output: bool = False) -> dict:
     """Run every stage (skipping unchanged ones), then build the book. Returns what ran and where the book is."""
     config = get_profile(config) if isinstance(config, str) else config
     book_dir = Path(book_dir).resolve()
@@ -157,10 +164,13 @@ def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = 
     artifacts = Path(artifacts).resolve() if artifacts is not None else book_dir / "artifacts"
     kernel = kernel or default_kernel()
     report = {"stages": {}, "book": None}
-    for stage in stages(config, artifacts):
+    # Notebooks run with the book directory as their working directory: paths inside it are passed relative,
+    # so the rendered parameters read "artifacts/world", not this machine's absolute path.
+    artifacts_param = Path(os.path.relpath(artifacts, book_dir)) if artifacts.is_relative_to(book_dir) else artifacts
+    for stage in stages(config, artifacts_param):
         started = time.time()
         log(f"[lvlmu] stage {stage.name}: running" if force else f"[lvlmu] stage {stage.name}: checking cache")
-        status = run_stage(stage, Path(notebooks_dir), book_dir, artifacts / "cache", kernel, force=force)
+        status = run_stage(stage, Path(notebooks_dir), book_dir, artifacts / "cache", kernel, force=force, stream_output=stream_output)
         report["stages"][stage.name] = status
         log(f"[lvlmu] stage {stage.name}: {status} ({time.time() - started:.0f} s)")
     if build:

@@ -53,6 +53,14 @@ def test_an_unchanged_stage_is_skipped_and_a_changed_one_reruns(study_run):
     # The models were reused: their config and world did not change.
     nb = nbformat.read(book / "book" / "notebooks" / "pretrain.ipynb", as_version=4)
     assert "reusing" in "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    # A missing output makes its stage run again.
+    (book / "artifacts" / "results" / "recall_oracle.jsonl").unlink()
+    fourth = run_study(changed, book_dir=book, build=False, log=lambda *_: None)
+    assert fourth["stages"] == {"world": "cached", "pretrain": "ran"}
+    assert (book / "artifacts" / "results" / "recall_oracle.jsonl").exists()
+    # Parameters inside the book directory are relative: the rendered book shows no machine paths.
+    injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert 'world_dir = "artifacts/world"' in injected.source and str(book) not in injected.source
 
 
 def test_a_failing_notebook_leaves_no_output(tmp_path):
