@@ -87,16 +87,16 @@ def recall_bars(tables: dict[str, pd.Series], title: str = ""):
     return fig
 
 
-def answer_gallery(world: World, samples: pd.DataFrame, answer_columns: list[str], width: int = 46):
+def answer_gallery(world: World, samples: pd.DataFrame, answer_columns: list[str], width: int = 84):
     """Each row: the image, the question, and each model's answer."""
-    fig, axes = plt.subplots(len(samples), 2, figsize=(10, 1.9 * len(samples)), gridspec_kw={"width_ratios": [1, 5]}, squeeze=False)
+    fig, axes = plt.subplots(len(samples), 2, figsize=(11, 1.6 * len(samples)), gridspec_kw={"width_ratios": [1, 6]}, squeeze=False)
     for (ax_image, ax_text), (_, row) in zip(axes, samples.iterrows()):
         ax_image.imshow(world.image(row["image_id"]), interpolation="nearest")
         ax_image.axis("off")
         person = world.people.get(row["person_id"])
         ax_image.set_title(f"{person.name or person.person_id} ({person.role})" if person else "", fontsize=8)
-        lines = [f"Q: {row['question']}"] + [textwrap.fill(f"{c}: {row[c]}", width * 2) for c in answer_columns]
-        ax_text.text(0, 0.5, "\n".join(lines), va="center", fontsize=8.5, family="monospace")
+        lines = [f"Q: {row['question']}"] + [textwrap.fill(f"{c}: {row[c]}", width, subsequent_indent="    ") for c in answer_columns]
+        ax_text.text(0, 0.5, "\n".join(lines), va="center", fontsize=10.5, family="monospace")
         ax_text.axis("off")
     fig.tight_layout()
     return fig
