@@ -28,33 +28,32 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON through a temporary file and a rename, so readers never see half a file."""
+@contextlib.contextmanager
+def _atomic_text(path: str | os.PathLike) -> Iterator:
+    """A text file handle whose content replaces `path` only when the block completes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(to_jsonable(obj), f, indent=1, sort_keys=False)
-            f.write("\n")
+            yield f
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON through a temporary file and a rename, so readers never see half a file."""
+    with _atomic_text(path) as f:
+        json.dump(to_jsonable(obj), f, indent=1)
+        f.write("\n")
 
 
 def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            for record in records:
-                f.write(json.dumps(to_jsonable(record)) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _atomic_text(path) as f:
+        for record in records:
+            f.write(json.dumps(to_jsonable(record)) + "\n")
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

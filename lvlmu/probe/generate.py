@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..data import prompt_text
+from ..data import image_inputs, prompt_text
 
 
 @torch.no_grad()
@@ -30,10 +30,8 @@ def generate_answers(
     for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, unit="batch"):
         idx = order[start : start + batch_size]
         batch_examples = [examples[i] for i in idx]
-        has_image = [bool(ex.get("image_id")) for ex in batch_examples]
+        has_image, kwargs = image_inputs(batch_examples, load_image)
         prompts = [prompt_text(processor, ex["question"], h) for ex, h in zip(batch_examples, has_image)]
-        images = [load_image(ex["image_id"]) for ex, h in zip(batch_examples, has_image) if h]
-        kwargs = {"images": images} if images else {}
         inputs = processor(text=prompts, padding=True, padding_side="left", return_tensors="pt", **kwargs).to(device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)

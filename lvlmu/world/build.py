@@ -1,6 +1,7 @@
 """Building, saving and loading the synthetic world."""
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -234,8 +235,6 @@ def load_world(root: str | os.PathLike) -> World:
     meta_path = root / "world.json"
     if not meta_path.exists():
         raise FileNotFoundError(f"{root} is not a world directory: no world.json; build one with lvlmu.world.build_world")
-    import json
-
     meta = json.loads(meta_path.read_text())
     if meta.get("format") != WORLD_FORMAT:
         raise ValueError(f"{root} holds world format {meta.get('format')}, this lvlmu reads format {WORLD_FORMAT}; rebuild it")
@@ -247,8 +246,6 @@ def build_world_cached(config: WorldConfig, root: str | os.PathLike, progress: b
     """load_world() when `root` holds a world built from this config, else build_world()."""
     meta = Path(root) / "world.json"
     if meta.exists():
-        import json
-
         stored = json.loads(meta.read_text())
         if stored.get("format") == WORLD_FORMAT and stored.get("config") == asdict(config):
             return load_world(root)
