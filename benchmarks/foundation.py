@@ -8,12 +8,13 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from lvlmu.io import package_versions
-from lvlmu.pretrain import PretrainConfig, pretrain
+from lvlmu.pretrain import pretrain
 from lvlmu.study import get_profile
 from lvlmu.world import build_world
 
@@ -34,7 +35,7 @@ def main() -> None:
     timings["world"] = time.perf_counter() - started
     for name, roles in (("base", ()), ("oracle", ("forget",))):
         t0 = time.perf_counter()
-        manifest = pretrain(world, out / name, PretrainConfig(**{**config.pretrain.__dict__, "exclude_roles": roles}), progress_bar=False)
+        manifest = pretrain(world, out / name, replace(config.pretrain, exclude_roles=roles), progress_bar=False)
         timings[name] = time.perf_counter() - t0
         timings[f"{name}_steps"] = manifest["steps"]
     total = timings["world"] + timings["base"] + timings["oracle"]
