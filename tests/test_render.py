@@ -57,6 +57,7 @@ def test_face_shapes_have_their_proportions():
     square_h, square_w, square_area = box("square")
     assert oval_h / oval_w > round_h / round_w + 0.15, "an oval face is taller for its width than a round one"
     assert square_area > round_area, "a square face fills its box more than a round one"
+    assert square_w >= round_w + 3, "a square face is wider than a round one"
 
 
 def test_hair_styles_differ_where_they_should():

@@ -15,7 +15,7 @@ from .traits import EYE_RGB, HAIR_RGB, SKIN_RGB, Traits
 SUPERSAMPLE = 4
 BACKGROUNDS = ((205, 225, 250), (210, 240, 210), (235, 222, 250), (225, 225, 225), (250, 240, 200))
 GLASSES_RGB = (20, 20, 20)
-EARRING_RGB = (255, 200, 0)
+EARRING_RGB = (255, 40, 160)  # pink: yellow earrings vanished against blonde hair
 NECKLACE_RGB = (0, 175, 175)
 BOWTIE_RGB = (150, 30, 200)
 SHAPE_RGB = {"red": (220, 30, 30), "green": (30, 170, 40), "blue": (30, 70, 230), "yellow": (240, 210, 0)}
@@ -60,8 +60,9 @@ def draw_face(traits: Traits, nuisance: Nuisance, size: int) -> Image.Image:
     draw = ImageDraw.Draw(canvas)
     s = nuisance.scale
     cx, cy = (0.5 + nuisance.dx) * side, (0.5 + nuisance.dy) * side
-    half_w = {"round": 0.24, "oval": 0.17, "square": 0.28}[traits.face_shape] * side * s
-    half_h = {"round": 0.24, "oval": 0.32, "square": 0.24}[traits.face_shape] * side * s
+    # Shapes differ in outline and in proportions: round is as wide as tall, oval taller, square wider.
+    half_w = {"round": 0.23, "oval": 0.16, "square": 0.30}[traits.face_shape] * side * s
+    half_h = {"round": 0.23, "oval": 0.31, "square": 0.21}[traits.face_shape] * side * s
     hair, skin = HAIR_RGB[traits.hair_colour], SKIN_RGB[traits.skin_tone]
     top = cy - half_h
 
@@ -70,7 +71,7 @@ def draw_face(traits: Traits, nuisance: Nuisance, size: int) -> Image.Image:
 
     # Hair behind the face.
     if traits.hair_style == "long":
-        draw.rectangle(box(-half_w * 1.25, -half_h * 0.95, half_w * 1.25, half_h * 1.25), fill=hair)
+        draw.rectangle(box(-half_w - 0.1 * side * s, -half_h * 0.95, half_w + 0.1 * side * s, half_h * 1.4), fill=hair)
     if traits.hair_style == "bun":
         r = half_w * 0.5
         draw.ellipse([cx - r, top - r * 1.7, cx + r, top + r * 0.3], fill=hair)
