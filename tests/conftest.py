@@ -11,12 +11,14 @@ import pytest
 import torch
 
 from lvlmu.pretrain import PretrainConfig
+from lvlmu.vision import VisionPretrainConfig
 from lvlmu.world import WorldConfig, build_world
 
 torch.set_num_threads(2)
 
 MICRO_WORLD = WorldConfig(n_known=6, forget_fraction=0.34, n_strangers=30, n_holdout=3, trained_images=2, unseen_images=1,
                           stranger_trained_images=1, stranger_unseen_images=1, holdout_images=1, n_scenes=12, image_size=32, seed=3)
+MICRO_VISION = VisionPretrainConfig(epochs=4, batch_size=16, logging_steps=2)
 MICRO_PRETRAIN = PretrainConfig(epochs=2, batch_size=16, learning_rate=3e-3, logging_steps=2)
 
 
@@ -26,9 +28,18 @@ def micro_world(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def micro_model_dir(micro_world, tmp_path_factory):
+def micro_vision_dir(micro_world, tmp_path_factory):
+    from lvlmu.vision import pretrain_vision
+
+    out = tmp_path_factory.mktemp("models") / "vision"
+    pretrain_vision(micro_world, out, MICRO_VISION, progress_bar=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def micro_model_dir(micro_world, micro_vision_dir, tmp_path_factory):
     from lvlmu.pretrain import pretrain
 
     out = tmp_path_factory.mktemp("models") / "base"
-    pretrain(micro_world, out, MICRO_PRETRAIN, progress_bar=False)
+    pretrain(micro_world, out, MICRO_PRETRAIN, vision_dir=micro_vision_dir, progress_bar=False)
     return out

@@ -53,16 +53,30 @@ def get_preset(name: str) -> ModelPreset:
     return PRESETS[name]
 
 
+def build_image_processor(image_size: int) -> CLIPImageProcessorPil:
+    """CLIP's image processor at the world's size. Its defaults would resize and crop to 224 px."""
+    return CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+
+
+def vision_tower_config(preset: ModelPreset | str, image_size: int) -> CLIPVisionConfig:
+    """The CLIP vision tower of a preset: shared by vision pretraining and the LLaVA model."""
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    return CLIPVisionConfig(
+        hidden_size=preset.vision_hidden,
+        intermediate_size=preset.vision_intermediate,
+        num_hidden_layers=preset.vision_layers,
+        num_attention_heads=preset.vision_heads,
+        image_size=image_size,
+        patch_size=preset.patch_size,
+    )
+
+
 def build_processor(tokenizer: PreTrainedTokenizerBase, image_size: int, patch_size: int) -> LlavaProcessor:
     """A LlavaProcessor built locally. CLIP's defaults would resize to 224 px, so the sizes are set explicitly."""
     if image_size % patch_size:
         raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": image_size},
-        crop_size={"height": image_size, "width": image_size},
-    )
     return LlavaProcessor(
-        image_processor=image_processor,
+        image_processor=build_image_processor(image_size),
         tokenizer=tokenizer,
         patch_size=patch_size,
         vision_feature_select_strategy="default",
@@ -75,14 +89,7 @@ def build_tiny_model(preset: ModelPreset | str, processor: LlavaProcessor, image
     """A randomly initialised LlavaForConditionalGeneration of the given preset."""
     preset = get_preset(preset) if isinstance(preset, str) else preset
     tokenizer = processor.tokenizer
-    vision = CLIPVisionConfig(
-        hidden_size=preset.vision_hidden,
-        intermediate_size=preset.vision_intermediate,
-        num_hidden_layers=preset.vision_layers,
-        num_attention_heads=preset.vision_heads,
-        image_size=image_size,
-        patch_size=preset.patch_size,
-    )
+    vision = vision_tower_config(preset, image_size)
     text = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=preset.text_hidden,

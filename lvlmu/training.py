@@ -1,0 +1,89 @@
+"""What every training run of lvlmu shares: Trainer arguments, text progress, memory, and the reuse of a finished run."""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+
+from .io import hash_file, hash_json
+from .world import World
+
+
+class TextProgress(TrainerCallback):
+    """Plain-text progress lines: legible in a terminal, in a notebook and in the rendered book."""
+
+    def __init__(self) -> None:
+        self.start = time.time()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            print(f"step {state.global_step:>5}/{state.max_steps}  loss {logs['loss']:.4f}  {time.time() - self.start:6.0f} s", flush=True)
+
+
+def training_arguments(output_dir: Path, config, steps: int, batch_size: int, progress_bar: bool, **overrides) -> TrainingArguments:
+    """Arguments for `steps` optimizer steps with warmup then cosine decay, no checkpoints, CPU when there is no GPU.
+
+    `config` is any lvlmu config with learning_rate, warmup_ratio, seed, bf16 and logging_steps fields.
+    """
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=batch_size,
+        max_steps=steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=round(config.warmup_ratio * steps),
+        logging_steps=config.logging_steps,
+        save_strategy="no",
+        report_to=[],
+        seed=config.seed,
+        data_seed=config.seed,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=not progress_bar,
+        bf16=config.bf16,
+        use_cpu=not torch.cuda.is_available(),
+        **overrides,
+    )
+
+
+def use_text_progress(trainer: Trainer) -> Trainer:
+    """Replace tqdm and the printed log dicts with plain lines (for notebooks: widgets do not render offline)."""
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(TextProgress())
+    return trainer
+
+
+def peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def training_source_fingerprint() -> str:
+    """A hash of the code that decides what a trained model becomes: any edit there retrains."""
+    package = Path(__file__).resolve().parent
+    files = [package / name for name in ("training.py", "vision.py", "pretrain.py", "data.py")]
+    files += [*sorted((package / "model").glob("*.py")), *sorted((package / "world").glob("*.py"))]
+    return hash_json({p.name: hash_file(p) for p in files})
+
+
+def reusable_manifest(out_dir: str | os.PathLike, config, world: World, **inputs) -> dict | None:
+    """The manifest in `out_dir` when it was trained with this config, world, code and inputs; otherwise None."""
+    manifest_path = Path(out_dir) / "manifest.json"
+    if not manifest_path.exists():
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    same = (manifest.get("config") == json.loads(json.dumps(asdict(config)))
+            and manifest.get("world", {}).get("fingerprint") == world.fingerprint
+            and manifest.get("training_source") == training_source_fingerprint()
+            and all(manifest.get("inputs", {}).get(k) == v for k, v in inputs.items()))
+    if same:
+        print(f"reusing {out_dir}: trained with the same config, world, inputs and code")
+    return manifest if same else None
