@@ -1,4 +1,4 @@
-"""Time the foundation at its defaults: world generation plus the base and oracle pretrainings.
+"""Time the foundation at its defaults: world generation, vision tower pretraining, and the base and oracle pretrainings.
 
 The budget is 15 minutes on a 2-core CPU. Run: .venv/bin/python benchmarks/foundation.py [--out DIR]
 """
@@ -16,6 +16,7 @@ import torch
 from lvlmu.io import package_versions
 from lvlmu.pretrain import pretrain
 from lvlmu.study import get_profile
+from lvlmu.vision import pretrain_vision
 from lvlmu.world import build_world
 
 BUDGET_SECONDS = 15 * 60
@@ -33,15 +34,18 @@ def main() -> None:
     started = time.perf_counter()
     world = build_world(config.world, out / "world", progress=False)
     timings["world"] = time.perf_counter() - started
+    t0 = time.perf_counter()
+    timings["vision_steps"] = pretrain_vision(world, out / "vision", config.vision, progress_bar=False)["steps"]
+    timings["vision"] = time.perf_counter() - t0
     for name, roles in (("base", ()), ("oracle", ("forget",))):
         t0 = time.perf_counter()
-        manifest = pretrain(world, out / name, replace(config.pretrain, exclude_roles=roles), progress_bar=False)
+        manifest = pretrain(world, out / name, replace(config.pretrain, exclude_roles=roles), vision_dir=out / "vision", progress_bar=False)
         timings[name] = time.perf_counter() - t0
         timings[f"{name}_steps"] = manifest["steps"]
-    total = timings["world"] + timings["base"] + timings["oracle"]
+    total = timings["world"] + timings["vision"] + timings["base"] + timings["oracle"]
     print(f"threads: {torch.get_num_threads()}  profile: {args.profile}")
     print(f"world generation : {timings['world']:7.1f} s")
-    for name in ("base", "oracle"):
+    for name in ("vision", "base", "oracle"):
         print(f"{name:<6} pretraining: {timings[name]:7.1f} s  ({timings[f'{name}_steps']} steps, {timings[name] / timings[f'{name}_steps'] * 1000:.0f} ms/step)")
     print(f"total            : {total:7.1f} s  = {total / BUDGET_SECONDS:.2f} of the 15-minute budget")
     if args.json:

@@ -4,8 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageChops, ImageOps
 
 IGNORE_INDEX = -100
 
@@ -32,6 +33,31 @@ def image_inputs(examples: list[dict], load_image: Callable[[str], Image.Image])
     return has_image, ({"images": images} if images else {})
 
 
+class ShiftMirror:
+    """Random augmentation of PIL images: a circular shift of up to `max_shift` pixels each way, and a mirror image
+    (with probability 1/2) where the caller allows it. On PIL images, so it suits any processor and architecture."""
+
+    def __init__(self, max_shift: int = 2, seed: int = 0):
+        if max_shift < 0:
+            raise ValueError(f"max_shift must be non-negative, got {max_shift}")
+        self.max_shift, self.rng = max_shift, np.random.default_rng(seed)
+
+    def __call__(self, images: list[Image.Image], mirrorable: list[bool]) -> list[Image.Image]:
+        out = []
+        for image, can_mirror in zip(images, mirrorable):
+            dx, dy = self.rng.integers(-self.max_shift, self.max_shift + 1, size=2)
+            image = ImageChops.offset(image, int(dx), int(dy))
+            if can_mirror and self.rng.random() < 0.5:
+                image = ImageOps.mirror(image)
+            out.append(image)
+        return out
+
+
+def can_mirror(example: dict) -> bool:
+    """Faces are left-right symmetric; scenes are not, since which shape is on the left is asked about."""
+    return bool(example.get("person_id"))
+
+
 @dataclass
 class VisionTextCollator:
     """Collates examples {"question", "answer", "image_id"} into input_ids, attention_mask, pixel_values and labels.
@@ -44,9 +70,12 @@ class VisionTextCollator:
     processor: object
     load_image: Callable[[str], Image.Image]
     max_length: int | None = None
+    augment: ShiftMirror | None = None
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         has_image, kwargs = image_inputs(examples, self.load_image)
+        if self.augment is not None and kwargs:
+            kwargs["images"] = self.augment(kwargs["images"], [can_mirror(ex) for ex, h in zip(examples, has_image) if h])
         fulls = [conversation_text(self.processor, ex["question"], ex["answer"], h) for ex, h in zip(examples, has_image)]
         prompts = [prompt_text(self.processor, ex["question"], h) for ex, h in zip(examples, has_image)]
         # The prompts go through the processor again (images included) so that image-token expansion, whatever

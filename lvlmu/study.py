@@ -7,11 +7,12 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .io import hash_file, hash_json, package_versions, write_json
 from .pretrain import PretrainConfig
+from .vision import VisionPretrainConfig
 from .world import WorldConfig
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -24,6 +25,7 @@ class StudyConfig:
     """Everything the pipeline's numbers depend on."""
 
     world: WorldConfig = field(default_factory=WorldConfig)
+    vision: VisionPretrainConfig = field(default_factory=VisionPretrainConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     eval_max_per_group: int = 200
 
@@ -31,7 +33,8 @@ class StudyConfig:
 PROFILES: dict[str, StudyConfig] = {
     "full": StudyConfig(),
     # A first look in a few minutes: fewer people, shorter training. Its numbers are not the study's.
-    "quick": StudyConfig(WorldConfig(n_known=20, n_strangers=300, n_holdout=10, n_scenes=200), PretrainConfig(epochs=2), 50),
+    "quick": StudyConfig(WorldConfig(n_known=20, n_strangers=300, n_holdout=10, n_scenes=200), VisionPretrainConfig(epochs=15),
+                         PretrainConfig(epochs=2), 50),
 }
 
 
@@ -57,11 +60,12 @@ def stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
         Stage("world", {"world_dir": str(world_dir), "world_config": asdict(config.world)}, outputs=(str(world_dir / "world.json"),)),
         Stage(
             "pretrain",
-            {"world_dir": str(world_dir), "base_dir": str(models / "base"), "oracle_dir": str(models / "oracle"),
-             "results_dir": str(artifacts / "results"), "pretrain_config": asdict(config.pretrain),
+            {"world_dir": str(world_dir), "vision_dir": str(models / "vision"), "base_dir": str(models / "base"),
+             "oracle_dir": str(models / "oracle"), "results_dir": str(artifacts / "results"),
+             "vision_config": asdict(config.vision), "pretrain_config": asdict(config.pretrain),
              "eval_max_per_group": config.eval_max_per_group},
             inputs=(str(world_dir / "world.json"),),
-            outputs=tuple(str(p) for p in (models / "base" / "manifest.json", models / "oracle" / "manifest.json",
+            outputs=tuple(str(p) for p in (models / "vision" / "manifest.json", models / "base" / "manifest.json", models / "oracle" / "manifest.json",
                                            artifacts / "results" / "recall_base.jsonl", artifacts / "results" / "recall_oracle.jsonl")),
         ),
     ]
@@ -179,6 +183,3 @@ def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = 
         log(f"[lvlmu] book built in {time.time() - started:.0f} s: {report['book']}/index.html")
     return report
 
-
-def with_overrides(config: StudyConfig, world: dict | None = None, pretrain: dict | None = None) -> StudyConfig:
-    return replace(config, world=replace(config.world, **(world or {})), pretrain=replace(config.pretrain, **(pretrain or {})))

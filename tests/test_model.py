@@ -3,7 +3,9 @@ import json
 import pytest
 import torch
 
-from lvlmu.data import IGNORE_INDEX, VisionTextCollator
+import numpy as np
+
+from lvlmu.data import IGNORE_INDEX, ShiftMirror, VisionTextCollator
 from lvlmu.model import build_tiny, count_parameters, get_preset, load_model, save_model
 from lvlmu.pretrain import world_corpus
 from lvlmu.world.people import FIRST_NAMES, INVENTED_FIRST, INVENTED_LAST, LAST_NAMES
@@ -57,6 +59,22 @@ def test_collator_puts_the_loss_on_answer_tokens_only(micro_world, tiny):
         assert ids.count(image_token_id) == (model.config.image_seq_length if ex["image_id"] else 0)
     output = model(**batch)
     assert torch.isfinite(output.loss)
+
+
+def test_augmentation_shifts_every_image_and_mirrors_only_where_allowed(micro_world):
+    image = micro_world.image(micro_world.images[0]["image_id"])
+    pixels = np.asarray(image)
+    shifted = [np.asarray(im) for im in ShiftMirror(max_shift=2, seed=0)([image] * 40, [False] * 40)]
+    for out in shifted:  # a circular shift: the same pixels, moved by at most 2 in each direction
+        assert any(np.array_equal(out, np.roll(pixels, (dy, dx), axis=(0, 1))) for dx in range(-2, 3) for dy in range(-2, 3))
+    assert any(not np.array_equal(out, pixels) for out in shifted)
+    mirrored = [np.asarray(im) for im in ShiftMirror(max_shift=0, seed=0)([image] * 40, [True] * 40)]
+    flips = [np.array_equal(out, pixels[:, ::-1]) for out in mirrored]
+    assert all(f or np.array_equal(out, pixels) for f, out in zip(flips, mirrored)) and 5 < sum(flips) < 35
+    again = [np.asarray(im) for im in ShiftMirror(max_shift=2, seed=0)([image] * 40, [False] * 40)]
+    assert all(np.array_equal(a, b) for a, b in zip(shifted, again)), "the same seed gives the same augmentation"
+    with pytest.raises(ValueError, match="max_shift"):
+        ShiftMirror(max_shift=-1)
 
 
 def test_save_and_reload_offline_is_identical(micro_world, tiny, tmp_path, monkeypatch):

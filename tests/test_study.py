@@ -8,9 +8,9 @@ import pytest
 from lvlmu.io import atomic_directory
 from lvlmu.study import PROFILES, StudyConfig, get_profile, run_stage, run_study, Stage
 
-from conftest import MICRO_PRETRAIN, MICRO_WORLD
+from conftest import MICRO_PRETRAIN, MICRO_VISION, MICRO_WORLD
 
-MICRO_STUDY = StudyConfig(MICRO_WORLD, replace(MICRO_PRETRAIN, epochs=1), eval_max_per_group=8)
+MICRO_STUDY = StudyConfig(MICRO_WORLD, MICRO_VISION, replace(MICRO_PRETRAIN, epochs=1), eval_max_per_group=8)
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +32,13 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
         assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]
         defaults = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
         assert len(defaults) == 1 and "remove-cell" in defaults[0].metadata["tags"]
+    manifests = {m: json.loads((book / "artifacts" / "models" / m / "manifest.json").read_text()) for m in ("vision", "base", "oracle")}
     for model in ("base", "oracle"):
-        manifest = json.loads((book / "artifacts" / "models" / model / "manifest.json").read_text())
-        assert manifest["config"]["exclude_roles"] == ([] if model == "base" else ["forget"])
+        assert manifests[model]["config"]["exclude_roles"] == ([] if model == "base" else ["forget"])
+        assert manifests[model]["inputs"]["vision_tower"], "both start from the shared pretrained tower"
         assert (book / "artifacts" / "results" / f"recall_{model}.jsonl").exists()
+    assert manifests["oracle"]["steps"] == manifests["base"]["steps"], "the oracle trains as long as the base"
+    assert manifests["oracle"]["n_train_examples"] < manifests["base"]["n_train_examples"]
     html = book / "_build" / "html"
     for page in ("index.html", "book/intro.html", "book/notebooks/world.html", "book/notebooks/pretrain.html"):
         assert (html / page).exists(), page

@@ -8,7 +8,7 @@ import pytest
 from lvlmu.world import WorldConfig, build_world, load_world
 from lvlmu.world import questions as Q
 from lvlmu.world.people import sample_people
-from lvlmu.world.traits import TRAIT_VALUES, Traits, description_is_exact, parse_traits
+from lvlmu.world.traits import Traits, description_is_exact, parse_traits
 
 from conftest import MICRO_WORLD
 

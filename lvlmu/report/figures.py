@@ -100,3 +100,11 @@ def answer_gallery(world: World, samples: pd.DataFrame, answer_columns: list[str
         ax_text.axis("off")
     fig.tight_layout()
     return fig
+
+
+def vision_accuracy_table(manifest: dict) -> pd.DataFrame:
+    """Held-out accuracy (%) of the pretrained vision tower, per skill, on each population of unseen images."""
+    columns = {"stranger": "strangers' new photos, new scenes", "holdout": "holdout people"}
+    table = pd.DataFrame({columns[k]: v for k, v in manifest["accuracy_unseen"].items()}) * 100
+    table.index = [name.replace("_", " ") for name in table.index]
+    return table.round(1).fillna("")
