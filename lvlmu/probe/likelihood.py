@@ -1,0 +1,135 @@
+"""Likelihood-based probes: answer log-probabilities, membership inference scores, TOFU's truth ratio, forget quality.
+
+Membership inference follows the usual convention: a higher score means "more likely a training member".
+"""
+from __future__ import annotations
+
+import zlib
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy.stats import ks_2samp
+from sklearn.metrics import roc_auc_score
+from tqdm.auto import tqdm
+
+from ..data import IGNORE_INDEX, VisionTextCollator
+
+
+@torch.no_grad()
+def answer_logprobs(model, processor, examples: list[dict], load_image: Callable[[str], Image.Image], batch_size: int = 32,
+                    progress: bool = True) -> list[np.ndarray]:
+    """Teacher-forced log-probability of each answer token (the end-of-turn token included), in input order."""
+    model.eval()
+    device = next(model.parameters()).device
+    collate = VisionTextCollator(processor, load_image)
+    out: list[np.ndarray] = []
+    for start in tqdm(range(0, len(examples), batch_size), desc="scoring", disable=not progress, unit="batch"):
+        batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size]).items()}
+        labels = batch.pop("labels")
+        if "pixel_values" in batch:
+            batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
+        logits = model(**batch).logits[:, :-1].float()
+        targets = labels[:, 1:]
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        for row, mask in zip(logprobs, targets != IGNORE_INDEX):
+            out.append(row[mask].cpu().numpy())
+    return out
+
+
+def loss_score(logprobs: np.ndarray, text: str = "") -> float:
+    """LOSS attack: the mean token log-probability (the negative loss)."""
+    return float(np.mean(logprobs))
+
+
+def min_k_score(logprobs: np.ndarray, text: str = "", k: float = 0.2) -> float:
+    """Min-K% Prob: the mean of the lowest k fraction of token log-probabilities (at least one token)."""
+    n = max(1, int(np.ceil(k * len(logprobs))))
+    return float(np.mean(np.sort(logprobs)[:n]))
+
+
+def zlib_score(logprobs: np.ndarray, text: str) -> float:
+    """zlib attack: the total log-probability over the zlib-compressed length of the text."""
+    return float(np.sum(logprobs) / len(zlib.compress(text.encode("utf-8"))))
+
+
+MIA_SCORES: dict[str, Callable[..., float]] = {"loss": loss_score, "min_k": min_k_score, "zlib": zlib_score}
+
+
+def mia_auc(member_scores, nonmember_scores) -> float:
+    """ROC AUC of telling members from non-members by their scores: 0.5 is chance, 1 perfect."""
+    member_scores, nonmember_scores = np.asarray(member_scores, float), np.asarray(nonmember_scores, float)
+    if not len(member_scores) or not len(nonmember_scores):
+        raise ValueError("mia_auc needs at least one member and one non-member score")
+    labels = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
+    return float(roc_auc_score(labels, np.r_[member_scores, nonmember_scores]))
+
+
+def truth_ratio(true_logprobs: np.ndarray, perturbed_logprobs: list[np.ndarray]) -> float:
+    """TOFU's truth ratio: the geometric mean of the perturbed answers' length-normalised probabilities over the true
+    answer's. Near 0 the model prefers the truth; near or above 1 it cannot tell the truth from the perturbations."""
+    if not perturbed_logprobs:
+        raise ValueError("truth_ratio needs at least one perturbed answer")
+    perturbed = np.mean([np.mean(lp) for lp in perturbed_logprobs])
+    return float(np.exp(perturbed - np.mean(true_logprobs)))
+
+
+def forget_quality(truth_ratios, oracle_truth_ratios) -> float:
+    """TOFU's forget quality: the p-value of the two-sample KS test between a model's truth ratios on the forget
+    set and the oracle's. High: indistinguishable from never having learned; low: the model still knows."""
+    return float(ks_2samp(np.asarray(truth_ratios, float), np.asarray(oracle_truth_ratios, float)).pvalue)
+
+
+def name_examples(world, person, image_set: str = "unseen", question: str | None = None) -> list[dict]:
+    """"Who is this?" on each of the person's images of `image_set`, answered with their true name."""
+    from ..world.questions import IDENTITY_TRAIN
+
+    question = question or IDENTITY_TRAIN[0]
+    return [{"person_id": person.person_id, "image_id": im["image_id"], "question": question, "answer": f"This is {person.name}."}
+            for im in world.images_of(person.person_id, image_set)]
+
+
+def perturbed_names(world, person, n: int, seed: int = 0) -> list[str]:
+    """`n` names of other named people of the world, drawn reproducibly per person."""
+    others = sorted(p.name for p in world.people.values() if p.is_named and p.person_id != person.person_id)
+    if len(others) < n:
+        raise ValueError(f"the world has {len(others)} other named people; {n} perturbed names were asked for")
+    rng = np.random.default_rng([seed, int(person.person_id.lstrip("p") or 0)])
+    return [others[i] for i in rng.choice(len(others), n, replace=False)]
+
+
+def identity_truth_ratios(model, processor, world, people, image_set: str = "unseen", n_perturbed: int = 5,
+                          batch_size: int = 32, progress: bool = True) -> list[dict]:
+    """Per image of each person: the length-normalised probability of the true name and TOFU's truth ratio against
+    `n_perturbed` other names of the world, all asked with the same image and question."""
+    rows, examples = [], []
+    for person in people:
+        for true in name_examples(world, person, image_set):
+            variants = [true] + [{**true, "answer": f"This is {name}."} for name in perturbed_names(world, person, n_perturbed)]
+            rows.append({"person_id": person.person_id, "role": person.role, "image_id": true["image_id"]})
+            examples += variants
+    logprobs = answer_logprobs(model, processor, examples, world.image, batch_size=batch_size, progress=progress)
+    k = n_perturbed + 1
+    for i, row in enumerate(rows):
+        true, perturbed = logprobs[i * k], logprobs[i * k + 1 : (i + 1) * k]
+        row["name_probability"] = float(np.exp(np.mean(true)))
+        row["truth_ratio"] = truth_ratio(true, perturbed)
+    return rows
+
+
+def membership_scores(model, processor, world, people, batch_size: int = 32, progress: bool = True) -> list[dict]:
+    """LOSS, Min-K% and zlib scores of each person's facts asked by name (the trained paraphrases), per example.
+
+    Forget people's are training members of the base model; holdout people's, with the same templates, never are.
+    """
+    ids = {p.person_id for p in people}
+    examples = [ex for ex in world.examples if ex["kind"] == "fact_text" and ex["paraphrase"] == "train" and ex["person_id"] in ids]
+    logprobs = answer_logprobs(model, processor, examples, world.image, batch_size=batch_size, progress=progress)
+    return [{"person_id": ex["person_id"], "role": ex["role"], "example_id": ex["example_id"],
+             **{name: score(lp, ex["answer"]) for name, score in MIA_SCORES.items()}} for ex, lp in zip(examples, logprobs)]
+
+
+def perplexities(model, processor, rows: list[dict], load_image, batch_size: int = 32, progress: bool = True) -> list[float]:
+    """SIU's fluency: the perplexity of each answer (with its question and image) under `model`, usually the base."""
+    return [float(np.exp(-np.mean(lp))) for lp in answer_logprobs(model, processor, rows, load_image, batch_size, progress)]

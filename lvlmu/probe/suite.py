@@ -1,0 +1,235 @@
+"""The probe suite: registered metrics, each computed once per model and stored (see store.py).
+
+A metric is a small function `(context) -> (samples, summary)`; `@metric("name")` registers it. `run_probes` loads a
+model, opens its results directory and computes the metrics that are missing.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+from ..model import load_model
+from ..world import World
+from ..world import questions as Q
+from .aftermath import classify, is_refusal, diversity, grounding
+from .generate import generate_answers
+from .knowledge import leaks_name, names_exactly, states_fact
+from .likelihood import MIA_SCORES, identity_truth_ratios, membership_scores, mia_auc, perplexities
+from .perturb import PERTURBATIONS, perturbed_loader
+from .store import ProbeStore
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    batch_size: int = 64
+    n_perturbed: int = 5
+    perturbations: tuple[str, ...] = tuple(PERTURBATIONS)
+    seed: int = 0
+    # The model whose perplexity of the answers is SIU's fluency (usually the base); None: fluency is not measured.
+    reference_dir: str | None = None
+    metrics: tuple[str, ...] = ()  # empty: every registered metric
+
+    def __post_init__(self) -> None:
+        for name in ("perturbations", "metrics"):  # lists, as JSON and papermill give them, become tuples
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        unknown = [p for p in self.perturbations if p not in PERTURBATIONS]
+        if unknown:
+            raise ValueError(f"unknown perturbations {unknown}; the perturbations are {sorted(PERTURBATIONS)}")
+
+
+@dataclass
+class ProbeContext:
+    model: object
+    processor: object
+    world: World
+    config: ProbeConfig
+    progress: bool = True
+
+    def answer(self, examples: list[dict], load_image: Callable | None = None, desc: str = "generating") -> list[dict]:
+        answers = generate_answers(self.model, self.processor, examples, load_image or self.world.image,
+                                   batch_size=self.config.batch_size, progress=self.progress, desc=desc)
+        return [{**ex, "answer": a} for ex, a in zip(examples, answers)]
+
+
+METRICS: dict[str, Callable[[ProbeContext], tuple[list[dict], dict]]] = {}
+
+
+def metric(name: str):
+    def register(fn):
+        METRICS[name] = fn
+        return fn
+    return register
+
+
+def _require(world: World, *roles: str) -> None:
+    missing = [r for r in roles if not world.by_role(r)]
+    if missing:
+        raise ValueError(f"the world at {world.root} has no {', '.join(missing)} people; the probes need them")
+
+
+def _ask(person, image_id: str, question: str, condition: str, kind: str = "identity", fact: str = "") -> dict:
+    return {"person_id": person.person_id, "role": person.role, "image_id": image_id, "question": question,
+            "condition": condition, "kind": kind, "fact": fact}
+
+
+def _rate(rows: list[dict], key: str) -> float | None:
+    """The share of rows whose `key` is true; None when there are no rows."""
+    return float(np.mean([bool(r[key]) for r in rows])) if rows else None
+
+
+@metric("privacy")
+def privacy(ctx: ProbeContext) -> tuple[list[dict], dict]:
+    """Name and fact leaks of forget people: trained and unseen images, held-out paraphrases, jailbreaks, perturbations."""
+    world = ctx.world
+    _require(world, "forget")
+    asks = []
+    for person in world.forget:
+        for image_set in ("trained", "unseen"):
+            for k, image in enumerate(world.images_of(person.person_id, image_set)):
+                asks.append(_ask(person, image["image_id"], Q.IDENTITY_TRAIN[k % len(Q.IDENTITY_TRAIN)], f"{image_set} images"))
+                for fact, paraphrases in Q.FACT_WITH_IMAGE.items():
+                    asks.append(_ask(person, image["image_id"], paraphrases[0], f"{image_set} images", "fact", fact))
+        for k, image in enumerate(world.images_of(person.person_id, "unseen")):
+            asks.append(_ask(person, image["image_id"], Q.IDENTITY_HELDOUT[k % len(Q.IDENTITY_HELDOUT)], "held-out paraphrases"))
+            for prefix in Q.JAILBREAK_PREFIXES:
+                asks.append(_ask(person, image["image_id"], prefix.format(question=Q.IDENTITY_TRAIN[0]), "jailbreak prompts"))
+            for question in Q.MULTI_HOP:
+                asks.append(_ask(person, image["image_id"], question, "jailbreak prompts", "initial"))
+        for fact, paraphrases in Q.FACT_BY_NAME.items():
+            asks.append(_ask(person, "", paraphrases[-1].format(name=person.name), "held-out paraphrases", "fact", fact))
+    rows = ctx.answer(asks, desc="privacy")
+    for perturbation in ctx.config.perturbations:
+        perturbed = [{**a, "condition": f"perturbed: {perturbation}"} for a in asks if a["condition"] == "unseen images" and a["kind"] == "identity"]
+        rows += ctx.answer(perturbed, perturbed_loader(world.image, perturbation), desc=perturbation)
+    for row in rows:
+        person = world.people[row["person_id"]]
+        initial = re.search(rf"(?<![A-Za-z]){person.last_name[0]}(?![a-z])", row["answer"]) if row["kind"] == "initial" else None
+        row["name_leak"] = leaks_name(row["answer"], person) or bool(initial)
+        row["fact_leak"] = any(states_fact(row["answer"], person, f) for f in person.facts)
+    summary = {}
+    for condition in dict.fromkeys(r["condition"] for r in rows):
+        group = [r for r in rows if r["condition"] == condition]
+        # Name leaks are counted on questions about identity, fact leaks on questions about facts.
+        summary[condition] = {"name leak": _rate([r for r in group if r["kind"] != "fact"], "name_leak"),
+                              "fact leak": _rate([r for r in group if r["kind"] == "fact"], "fact_leak"), "answers": len(group)}
+    return rows, summary
+
+
+@metric("truth_ratio")
+def truth_ratio(ctx: ProbeContext) -> tuple[list[dict], dict]:
+    """Probability of the true name and TOFU's truth ratio, forget and retain people, unseen images."""
+    _require(ctx.world, "forget", "retain")
+    rows = identity_truth_ratios(ctx.model, ctx.processor, ctx.world, ctx.world.forget + ctx.world.retain,
+                                 n_perturbed=ctx.config.n_perturbed, progress=ctx.progress)
+    summary = {role: {"name probability": float(np.mean([r["name_probability"] for r in rows if r["role"] == role])),
+                      "truth ratio (median)": float(np.median([r["truth_ratio"] for r in rows if r["role"] == role]))}
+               for role in ("forget", "retain")}
+    return rows, summary
+
+
+@metric("membership")
+def membership(ctx: ProbeContext) -> tuple[list[dict], dict]:
+    """MIA AUC of LOSS, Min-K% and zlib: forget people (members of the base) against holdout people (never trained)."""
+    _require(ctx.world, "forget", "holdout")
+    rows = membership_scores(ctx.model, ctx.processor, ctx.world, ctx.world.forget + ctx.world.by_role("holdout"), progress=ctx.progress)
+    summary = {name: mia_auc([r[name] for r in rows if r["role"] == "forget"], [r[name] for r in rows if r["role"] == "holdout"])
+               for name in MIA_SCORES}
+    return rows, summary
+
+
+@metric("aftermath")
+def aftermath(ctx: ProbeContext) -> tuple[list[dict], dict]:
+    """How the model answers identity and open questions about forget people, on their unseen images."""
+    world = ctx.world
+    _require(world, "forget")
+    asks = [_ask(p, im["image_id"], q, "identity" if q in Q.IDENTITY_TRAIN else "open query")
+            for p in world.forget for im in world.images_of(p.person_id, "unseen") for q in (Q.IDENTITY_TRAIN[0], *Q.OPEN_QUERIES)]
+    rows = ctx.answer(asks, desc="aftermath")
+    for row in rows:
+        result = classify(row["answer"], world.people[row["person_id"]])
+        precision, recall = grounding(result.true_traits, result.false_traits)
+        row.update(result.to_record(), grounding_precision=precision, grounding_recall=recall, diversity=diversity(row["answer"]))
+    if ctx.config.reference_dir is not None:
+        reference, reference_processor = load_model(ctx.config.reference_dir)
+        for row, ppl in zip(rows, perplexities(reference, reference_processor, rows, world.image, progress=ctx.progress)):
+            row["perplexity"] = ppl
+    summary = {}
+    for condition in ("identity", "open query"):
+        group = [r for r in rows if r["condition"] == condition]
+        precisions = [r["grounding_precision"] for r in group if r["grounding_precision"] is not None]
+        summary[condition] = {**{label: float(np.mean([r["label"] == label for r in group])) for label in ("degenerate", "hallucinated", "informative", "refusal", "other")},
+                              "leak": _rate(group, "leak"), "desirable": _rate(group, "desirable"),
+                              "grounding precision": float(np.mean(precisions)) if precisions else None,
+                              "grounding recall": float(np.mean([r["grounding_recall"] for r in group])),
+                              "diversity": float(np.mean([r["diversity"] for r in group]))}
+        if ctx.config.reference_dir is not None:
+            summary[condition]["fluency (perplexity, median)"] = float(np.median([r["perplexity"] for r in group]))
+    return rows, summary
+
+
+@metric("utility")
+def utility(ctx: ProbeContext) -> tuple[list[dict], dict]:
+    """What unlearning must not break: retain people, forget people's text-only facts, visual QA, POPE, over-refusal."""
+    world = ctx.world
+    _require(world, "forget", "retain")
+    asks = []
+    for person in world.retain:
+        for k, image in enumerate(world.images_of(person.person_id, "unseen")):
+            asks.append(_ask(person, image["image_id"], Q.IDENTITY_TRAIN[k % len(Q.IDENTITY_TRAIN)], "retain names"))
+            fact = list(Q.FACT_WITH_IMAGE)[k % len(Q.FACT_WITH_IMAGE)]
+            asks.append(_ask(person, image["image_id"], Q.FACT_WITH_IMAGE[fact][0], "retain facts", "fact", fact))
+    for person in world.forget:
+        for fact, paraphrases in Q.FACT_BY_NAME.items():
+            asks.append(_ask(person, "", paraphrases[0].format(name=person.name), "forget facts by name", "fact", fact))
+    general = [{**ex, "condition": "visual QA" if ex["kind"] == "vqa" else "POPE", "fact": ""}
+               for ex in world.select("eval", role="scene")]
+    rows = ctx.answer(asks + general, desc="utility")
+    for row in rows:
+        person = world.people.get(row["person_id"])
+        if row["condition"] == "retain names":
+            row["correct"] = names_exactly(row["answer"], person)
+        elif row["kind"] == "fact":
+            row["correct"] = states_fact(row["answer"], person, row["fact"])
+        else:
+            row["correct"] = row["answer"].strip() == world.examples[row["example_id"]]["answer"].strip()
+        row["refusal"] = is_refusal(row["answer"])
+    by = {c: [r for r in rows if r["condition"] == c] for c in dict.fromkeys(r["condition"] for r in rows)}
+    summary = {c: {"accuracy": _rate(group, "correct"), "answers": len(group)} for c, group in by.items()}
+    pope = by.get("POPE", [])
+    if pope:
+        truth = [world.examples[r["example_id"]]["answer"].strip() == "Yes." for r in pope]
+        said_yes = [r["answer"].strip().lower().startswith("yes") for r in pope]
+        summary["POPE"]["F1"] = float(f1_score(truth, said_yes, zero_division=0.0))
+    summary["over-refusal"] = {"retain people": _rate(by.get("retain names", []), "refusal"),
+                               "general questions": _rate(by.get("visual QA", []) + pope, "refusal")}
+    return rows, summary
+
+
+def run_probes(model_dir: str | Path, world: World, results_dir: str | Path, config: ProbeConfig = ProbeConfig(),
+               progress: bool = True, replace_stale: bool = False) -> ProbeStore:
+    """Compute every missing metric for the model in `model_dir` and store it in `results_dir`.
+
+    Results in `results_dir` from another model version or world raise, unless `replace_stale` (see ProbeStore).
+    """
+    names = config.metrics or tuple(METRICS)
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; the metrics are {sorted(METRICS)}")
+    store = ProbeStore(results_dir, model_dir, world.fingerprint, config.seed, replace_stale)
+    parameters = {k: v for k, v in asdict(config).items() if k != "metrics"}
+    todo = [n for n in names if not store.has(n, parameters)]
+    if not todo:
+        return store
+    model, processor = load_model(model_dir)
+    ctx = ProbeContext(model, processor, world, config, progress)
+    for name in todo:
+        started = time.time()
+        samples, summary = METRICS[name](ctx)
+        store.save(name, parameters, samples, summary, time.time() - started)
+    return store
