@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .io import hash_file, hash_json, package_versions, write_json
 from .pretrain import PretrainConfig
+from .probe.suite import ProbeConfig
 from .vision import VisionPretrainConfig
 from .world import WorldConfig
 
@@ -28,6 +29,7 @@ class StudyConfig:
     vision: VisionPretrainConfig = field(default_factory=VisionPretrainConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     eval_max_per_group: int = 200
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
 
 
 PROFILES: dict[str, StudyConfig] = {
@@ -54,19 +56,33 @@ def get_profile(name: str) -> StudyConfig:
     return PROFILES[name]
 
 
+def notebook_parameters(config) -> dict:
+    """A config as papermill can inject it: JSON types only (papermill would turn a tuple into its string)."""
+    return json.loads(json.dumps(asdict(config)))
+
+
 def stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
     world_dir, models = artifacts / "world", artifacts / "models"
     return [
-        Stage("world", {"world_dir": str(world_dir), "world_config": asdict(config.world)}, outputs=(str(world_dir / "world.json"),)),
+        Stage("world", {"world_dir": str(world_dir), "world_config": notebook_parameters(config.world)}, outputs=(str(world_dir / "world.json"),)),
         Stage(
             "pretrain",
             {"world_dir": str(world_dir), "vision_dir": str(models / "vision"), "base_dir": str(models / "base"),
              "oracle_dir": str(models / "oracle"), "results_dir": str(artifacts / "results"),
-             "vision_config": asdict(config.vision), "pretrain_config": asdict(config.pretrain),
+             "vision_config": notebook_parameters(config.vision), "pretrain_config": notebook_parameters(config.pretrain),
              "eval_max_per_group": config.eval_max_per_group},
             inputs=(str(world_dir / "world.json"),),
             outputs=tuple(str(p) for p in (models / "vision" / "manifest.json", models / "base" / "manifest.json", models / "oracle" / "manifest.json",
                                            artifacts / "results" / "recall_base.jsonl", artifacts / "results" / "recall_oracle.jsonl")),
+        ),
+        Stage(
+            "probe",
+            {"world_dir": str(world_dir), "vision_dir": str(models / "vision"),
+             "model_dirs": {"base": str(models / "base"), "oracle": str(models / "oracle")},
+             "second_oracle_dir": str(models / "oracle_seed1"), "results_dir": str(artifacts / "probes"),
+             "pretrain_config": notebook_parameters(config.pretrain), "probe_config": notebook_parameters(config.probe)},
+            inputs=tuple(str(p) for p in (world_dir / "world.json", models / "base" / "manifest.json", models / "oracle" / "manifest.json")),
+            outputs=tuple(str(artifacts / "probes" / name / "summary.json") for name in ("base", "oracle", "oracle_seed1")),
         ),
     ]
 

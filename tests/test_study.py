@@ -6,11 +6,13 @@ import nbformat
 import pytest
 
 from lvlmu.io import atomic_directory
+from lvlmu.probe.suite import ProbeConfig
 from lvlmu.study import PROFILES, StudyConfig, get_profile, run_stage, run_study, Stage
 
 from conftest import MICRO_PRETRAIN, MICRO_VISION, MICRO_WORLD
 
-MICRO_STUDY = StudyConfig(MICRO_WORLD, MICRO_VISION, replace(MICRO_PRETRAIN, epochs=1), eval_max_per_group=8)
+MICRO_STUDY = StudyConfig(MICRO_WORLD, MICRO_VISION, replace(MICRO_PRETRAIN, epochs=1), eval_max_per_group=8,
+                          probe=ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip",)))
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +24,8 @@ def study_run(tmp_path_factory):
 
 def test_both_notebooks_execute_and_the_book_builds(study_run):
     book, first = study_run
-    assert first["stages"] == {"world": "ran", "pretrain": "ran"}
-    for name in ("world", "pretrain"):
+    assert first["stages"] == {"world": "ran", "pretrain": "ran", "probe": "ran"}
+    for name in ("world", "pretrain", "probe"):
         nb = nbformat.read(book / "book" / "notebooks" / f"{name}.ipynb", as_version=4)
         outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
         assert not any(o.output_type == "error" for o in outputs)
@@ -40,7 +42,9 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
     assert manifests["oracle"]["steps"] == manifests["base"]["steps"], "the oracle trains as long as the base"
     assert manifests["oracle"]["n_train_examples"] < manifests["base"]["n_train_examples"]
     html = book / "_build" / "html"
-    for page in ("index.html", "book/intro.html", "book/notebooks/world.html", "book/notebooks/pretrain.html"):
+    for name in ("base", "oracle", "oracle_seed1"):
+        assert (book / "artifacts" / "probes" / name / "summary.json").exists()
+    for page in ("index.html", "book/intro.html", "book/notebooks/world.html", "book/notebooks/pretrain.html", "book/notebooks/probe.html"):
         assert (html / page).exists(), page
     pretrain_page = (html / "book" / "notebooks" / "pretrain.html").read_text()
     assert "Traceback" not in pretrain_page and "<img" in pretrain_page
@@ -49,17 +53,17 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
 def test_an_unchanged_stage_is_skipped_and_a_changed_one_reruns(study_run):
     book, _ = study_run
     again = run_study(MICRO_STUDY, book_dir=book, build=False, log=lambda *_: None)
-    assert again["stages"] == {"world": "cached", "pretrain": "cached"}
+    assert again["stages"] == {"world": "cached", "pretrain": "cached", "probe": "cached"}
     changed = replace(MICRO_STUDY, eval_max_per_group=6)
     third = run_study(changed, book_dir=book, build=False, log=lambda *_: None)
-    assert third["stages"] == {"world": "cached", "pretrain": "ran"}
+    assert third["stages"] == {"world": "cached", "pretrain": "ran", "probe": "cached"}
     # The models were reused: their config and world did not change.
     nb = nbformat.read(book / "book" / "notebooks" / "pretrain.ipynb", as_version=4)
     assert "reusing" in "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     # A missing output makes its stage run again.
     (book / "artifacts" / "results" / "recall_oracle.jsonl").unlink()
     fourth = run_study(changed, book_dir=book, build=False, log=lambda *_: None)
-    assert fourth["stages"] == {"world": "cached", "pretrain": "ran"}
+    assert fourth["stages"] == {"world": "cached", "pretrain": "ran", "probe": "cached"}
     assert (book / "artifacts" / "results" / "recall_oracle.jsonl").exists()
     # Parameters inside the book directory are relative: the rendered book shows no machine paths.
     injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))

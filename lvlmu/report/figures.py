@@ -108,3 +108,38 @@ def vision_accuracy_table(manifest: dict) -> pd.DataFrame:
     table = pd.DataFrame({columns[k]: v for k, v in manifest["accuracy_unseen"].items()}) * 100
     table.index = [name.replace("_", " ") for name in table.index]
     return table.round(1).fillna("")
+
+
+AFTERMATH_COLOURS = {"informative": "#2ca02c", "refusal": "#1f77b4", "other": "#bcbd22", "hallucinated": "#ff7f0e", "degenerate": "#7f7f7f"}
+
+
+def aftermath_profiles(profiles: dict[str, dict[str, float]], title: str = ""):
+    """One stacked horizontal bar per model: the share of answers in each aftermath class, in percent."""
+    frame = pd.DataFrame(profiles).T[list(AFTERMATH_COLOURS)] * 100
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(frame) + 1.4))
+    frame.iloc[::-1].plot.barh(stacked=True, ax=ax, color=list(AFTERMATH_COLOURS.values()), width=0.7)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("% of answers")
+    ax.set_title(title)
+    for container in ax.containers:
+        ax.bar_label(container, labels=[f"{v:.0f}" if v >= 6 else "" for v in container.datavalues], label_type="center", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25 if len(frame) < 4 else -0.12), ncol=5, fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def truth_ratio_distributions(ratios: dict[str, list[float]]):
+    """Histograms of forget truth ratios (log scale), one per model: low means the model prefers the true name."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    values = np.log10(np.clip(np.concatenate([np.asarray(v, float) for v in ratios.values()]), 1e-12, None))
+    bins = np.linspace(values.min(), values.max() + 1e-9, 30)
+    for name, r in ratios.items():
+        ax.hist(np.log10(np.clip(np.asarray(r, float), 1e-12, None)), bins=bins, alpha=0.55, label=name, color=MODEL_COLOURS.get(name))
+    ax.set_xlabel("log10 truth ratio (perturbed names over the true name)")
+    ax.set_ylabel("images of forget people")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
