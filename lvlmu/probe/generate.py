@@ -20,6 +20,7 @@ def generate_answers(
     max_new_tokens: int = 48,
     progress: bool = True,
     desc: str = "generating",
+    use_cache: bool = True,
 ) -> list[str]:
     """Greedy answers to each example's question (with its image when it has an `image_id`), in input order."""
     model.eval()
@@ -35,7 +36,7 @@ def generate_answers(
         inputs = processor(text=prompts, padding=True, padding_side="left", return_tensors="pt", **kwargs).to(device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, use_cache=use_cache,
                                 pad_token_id=processor.tokenizer.pad_token_id)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         for i, text in zip(idx, processor.batch_decode(new_tokens, skip_special_tokens=True)):
