@@ -1,0 +1,169 @@
+"""Unlearning methods as Trainer subclasses in a registry. A method that differs from another by one term overrides
+only that term: GradDiff is GA with a retain loss, NPO is GradDiff with another forget loss, and so on."""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer
+
+from ..data import IGNORE_INDEX
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    retain: float = 1.0  # weight of the retain term, for methods that have one
+    beta: float = 0.1  # NPO's and DPO's inverse temperature
+
+
+def _model_inputs(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if k != "labels"}
+
+
+def answer_logits(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits predicting each next token, the shifted labels, and the mask of answer positions."""
+    logits = model(**_model_inputs(batch)).logits[:, :-1].float()
+    labels = batch["labels"][:, 1:]
+    return logits, labels, labels != IGNORE_INDEX
+
+
+def sequence_logprob(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum over each sequence's answer tokens of log p(token): one value per sequence."""
+    token = torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (token * mask).sum(-1)
+
+
+def nll(model, batch: dict) -> torch.Tensor:
+    """Mean negative log-likelihood over the answer tokens of the batch."""
+    logits, labels, mask = answer_logits(model, batch)
+    return -(sequence_logprob(logits, labels, mask).sum() / mask.sum())
+
+
+METHODS: dict[str, type["UnlearnTrainer"]] = {}
+
+
+def register(name: str):
+    def add(cls):
+        cls.method_name = name
+        METHODS[name] = cls
+        return cls
+    return add
+
+
+def get_method(name: str) -> type["UnlearnTrainer"]:
+    if name not in METHODS:
+        raise ValueError(f"unknown unlearning method {name!r}; the methods are {sorted(METHODS)}")
+    return METHODS[name]
+
+
+class UnlearnTrainer(Trainer):
+    """loss = forget_loss + weights.retain * retain_loss (the latter only for methods with `uses_retain`).
+
+    The reference model is the frozen starting point: `ref_model` for full-weight training, or the same model with
+    its LoRA adapter disabled, so no second copy is kept.
+    """
+
+    method_name = ""
+    uses_retain = False
+    needs_reference = False
+    alternative: str | None = None  # "refusal": the collator also gives refusal answers to the forget questions
+
+    def __init__(self, *args, weights: LossWeights = LossWeights(), ref_model=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.weights, self.ref_model = weights, ref_model
+        if self.needs_reference and ref_model is None and not hasattr(self.model, "disable_adapter"):
+            raise ValueError(f"{self.method_name} needs a reference model: pass ref_model, or train a LoRA adapter")
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = self.forget_loss(model, inputs)
+        if self.uses_retain:
+            if "retain" not in inputs:
+                raise ValueError(f"{self.method_name} needs retain examples, and the batch has none")
+            loss = loss + self.weights.retain * self.retain_loss(model, inputs["retain"])
+        return (loss, None) if return_outputs else loss
+
+    def forget_loss(self, model, inputs) -> torch.Tensor:
+        raise NotImplementedError
+
+    def retain_loss(self, model, batch) -> torch.Tensor:
+        return nll(model, batch)
+
+    @torch.no_grad()
+    def reference(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """answer_logits under the frozen reference."""
+        if self.ref_model is not None:
+            return answer_logits(self.ref_model, batch)
+        with model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext():
+            return answer_logits(model, batch)
+
+
+@register("ga")
+class GradientAscent(UnlearnTrainer):
+    """Gradient ascent: maximise the loss on the forget answers."""
+
+    def forget_loss(self, model, inputs):
+        return -nll(model, inputs["forget"])
+
+
+@register("graddiff")
+class GradDiff(GradientAscent):
+    """GA plus the NLL on retain examples."""
+
+    uses_retain = True
+
+
+@register("kl")
+class KLMinimization(GradientAscent):
+    """GA plus KL(reference || model) on the retain answers' next-token distributions."""
+
+    uses_retain = True
+    needs_reference = True
+
+    def retain_loss(self, model, batch):
+        logits, _, mask = answer_logits(model, batch)
+        ref_logits, _, _ = self.reference(model, batch)
+        kl = F.kl_div(torch.log_softmax(logits, -1), torch.log_softmax(ref_logits, -1), log_target=True, reduction="none").sum(-1)
+        return (kl * mask).sum() / mask.sum()
+
+
+@register("npo")
+class NPO(GradDiff):
+    """Negative preference optimisation: -(2/β) log σ(-β log(π/π_ref)) per forget sequence, averaged, plus retain NLL."""
+
+    needs_reference = True
+
+    def forget_loss(self, model, inputs):
+        batch = inputs["forget"]
+        logits, labels, mask = answer_logits(model, batch)
+        ref_logits, _, _ = self.reference(model, batch)
+        log_ratio = sequence_logprob(logits, labels, mask) - sequence_logprob(ref_logits, labels, mask)
+        return (-2.0 / self.weights.beta * F.logsigmoid(-self.weights.beta * log_ratio)).mean()
+
+
+@register("idk")
+class IdK(GradDiff):
+    """Fine-tune toward refusals ("I don't know") on the forget questions, plus retain NLL."""
+
+    alternative = "refusal"
+
+    def forget_loss(self, model, inputs):
+        return nll(model, inputs["refusal"])
+
+
+@register("dpo")
+class DPO(GradDiff):
+    """DPO with the refusal preferred and the true answer dispreferred, plus retain NLL."""
+
+    alternative = "refusal"
+    needs_reference = True
+
+    def forget_loss(self, model, inputs):
+        margins = []
+        for batch in (inputs["refusal"], inputs["forget"]):
+            logits, labels, mask = answer_logits(model, batch)
+            ref_logits, _, _ = self.reference(model, batch)
+            margins.append(sequence_logprob(logits, labels, mask) - sequence_logprob(ref_logits, labels, mask))
+        chosen, rejected = margins
+        return -F.logsigmoid(self.weights.beta * (chosen - rejected)).mean()

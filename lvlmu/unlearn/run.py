@@ -1,0 +1,122 @@
+"""Run one unlearning method on a model: forget people, images, full weights or LoRA, and a manifest."""
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..io import atomic_directory, package_versions, write_json
+from ..model import load_model
+from ..probe.store import model_fingerprint
+from ..training import peak_memory_mb, training_arguments, use_text_progress
+from ..world import World
+from .data import PairedCollator, PairedDataset, forget_examples, resolve_forget, retain_examples
+from .methods import LossWeights, get_method
+
+
+@dataclass(frozen=True)
+class UnlearnConfig:
+    """One unlearning run. `forget` is "split" (the world's forget split) or a list of known people's ids."""
+
+    method: str = "graddiff"
+    forget: str | tuple[str, ...] = "split"
+    images: str = "trained"  # "single": SIU's one image per person; "trained": every trained image
+    steps: int = 30
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-4
+    warmup_ratio: float = 0.0
+    weights: LossWeights = field(default_factory=LossWeights)
+    lora: bool = False
+    lora_rank: int = 8
+    # A regex over module names: the language model's attention projections only (a plain ["q_proj", "v_proj"]
+    # would also match the CLIP tower).
+    lora_target: str = r".*language_model.*\.(q_proj|v_proj)"
+    seed: int = 0
+    bf16: bool = False
+    logging_steps: int = 5
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        get_method(self.method)
+        if not isinstance(self.forget, str):
+            object.__setattr__(self, "forget", tuple(self.forget))
+        if isinstance(self.weights, dict):
+            object.__setattr__(self, "weights", LossWeights(**self.weights))
+        if self.steps < 1 or self.batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError("steps, batch_size and gradient_accumulation_steps must be positive")
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.batch_size * self.gradient_accumulation_steps
+
+
+def add_lora(model, config: UnlearnConfig):
+    """Wrap the model in a LoRA adapter on the modules that `config.lora_target` matches; fail clearly if none does."""
+    from peft import LoraConfig, get_peft_model
+
+    pattern = re.compile(config.lora_target)
+    matches = [name for name, module in model.named_modules() if pattern.fullmatch(name) and isinstance(module, torch.nn.Linear)]
+    if not matches:
+        linear = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)][:8]
+        raise ValueError(f"lora_target {config.lora_target!r} matches no linear module of the model; some are: {linear}")
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0, target_modules=config.lora_target)
+    return get_peft_model(model, lora)
+
+
+def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLike, config: UnlearnConfig = UnlearnConfig(),
+            progress_bar: bool = True) -> dict:
+    """Unlearn `config.forget` from the model in `model_dir`; save the result (merged, so any loader reads it) to
+    `out_dir`, with the adapter alone in `out_dir/adapter` for LoRA runs, and a manifest."""
+    torch.set_num_threads(config.threads)
+    method = get_method(config.method)
+    people = resolve_forget(world, config.forget)
+    forget, retain = forget_examples(world, people, config.images), retain_examples(world, people)
+    model, processor = load_model(model_dir, dtype=torch.float32)
+    ref_model = None
+    if config.lora:
+        model = add_lora(model, config)
+    elif method.needs_reference:
+        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+    length = config.steps * config.effective_batch_size
+    dataset = PairedDataset(forget, retain if method.uses_retain else [], length, seed=config.seed)
+    started = time.time()
+    with atomic_directory(out_dir) as tmp:
+        args = training_arguments(tmp / "trainer", config, config.steps, config.batch_size, progress_bar,
+                                  gradient_accumulation_steps=config.gradient_accumulation_steps)
+        trainer = method(model=model, args=args, train_dataset=dataset, weights=config.weights, ref_model=ref_model,
+                         data_collator=PairedCollator(processor, world.image, method.alternative, config.seed))
+        if not progress_bar:
+            use_text_progress(trainer)
+        result = trainer.train()
+        if config.lora:
+            model.save_pretrained(tmp / "adapter")
+            model = model.merge_and_unload()
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+        manifest = {
+            "kind": "unlearn",
+            "config": asdict(config),
+            "method": config.method,
+            "forget_people": people,
+            "n_forget_examples": len(forget),
+            "n_retain_examples": len(retain) if method.uses_retain else 0,
+            "effective_batch_size": config.effective_batch_size,
+            "seeds": {"data_order": config.seed, "refusals": config.seed},
+            "start_model": {"path": str(Path(model_dir)), "fingerprint": model_fingerprint(model_dir)},
+            "world": {"root": str(world.root), "fingerprint": world.fingerprint},
+            "train_loss": result.training_loss,
+            "wall_seconds": time.time() - started,
+            "peak_memory_mb": peak_memory_mb(),
+            "versions": package_versions(),
+        }
+        write_json(tmp / "manifest.json", manifest)
+        write_json(tmp / "log_history.json", trainer.state.log_history)
+    return manifest
