@@ -13,7 +13,7 @@ def forget_batches(world, model_dir, alternative="refusal"):
     _, processor = load_model(model_dir)
     people = resolve_forget(world, "split")
     dataset = PairedDataset(forget_examples(world, people), retain_examples(world, people), 16, seed=0)
-    return PairedCollator(processor, world.image, alternative, seed=0)([dataset[i] for i in range(8)])
+    return PairedCollator(processor, world.image, alternative, seed=0, target_masks=True)([dataset[i] for i in range(8)])
 
 
 def mean_nll(model_dir, batch) -> float:
@@ -96,3 +96,73 @@ def test_bad_requests_fail_clearly(micro_world, micro_model_dir, tmp_path):
     with pytest.raises(ValueError, match="matches no linear module"):
         unlearn(micro_world, micro_model_dir, tmp_path / "y", UnlearnConfig(lora=True, lora_target=r".*nonexistent_proj"), progress_bar=False)
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_dual_masked_kl_matches_a_hand_computation():
+    import math
+
+    from lvlmu.unlearn.siu import dual_masked_kl
+
+    torch.manual_seed(0)
+    logits, ref = torch.randn(1, 5, 4), torch.randn(1, 5, 4)
+    labels = torch.tensor([[-100, -100, 2, 1, 3]])
+    target = torch.tensor([[False, False, False, True, False]])
+    forbidden = [0]
+
+    def softmax_without(row, banned):
+        exps = {v: math.exp(row[v]) for v in range(len(row)) if v not in banned}
+        total = sum(exps.values())
+        return {v: e / total for v, e in exps.items()}
+
+    kls = []
+    for t in range(4):  # logits at t predict the token at t + 1
+        if labels[0, t + 1] == -100 or target[0, t + 1]:
+            continue
+        p, q = softmax_without(logits[0, t].tolist(), forbidden), softmax_without(ref[0, t].tolist(), forbidden)
+        kls.append(sum(q[v] * math.log(q[v] / p[v]) for v in q))
+    assert len(kls) == 2
+    assert dual_masked_kl(logits, ref, labels, target, forbidden).item() == pytest.approx(sum(kls) / len(kls), rel=1e-5)
+    # Masked positions and forbidden ids do not matter; without masks the value changes.
+    changed = logits.clone()
+    changed[0, 2] += 5.0  # predicts the target token
+    changed[0, :, 0] -= 3.0  # the forbidden id
+    assert dual_masked_kl(changed, ref, labels, target, forbidden).item() == pytest.approx(sum(kls) / len(kls), rel=1e-5)
+    assert dual_masked_kl(changed, ref, labels, torch.zeros_like(target), []).item() != pytest.approx(sum(kls) / len(kls), rel=1e-3)
+
+
+def test_siu_targets_from_one_image(micro_world, micro_model_dir):
+    from lvlmu.probe.knowledge import leaks_name
+    from lvlmu.unlearn.siu import TargetMaskCollator, siu_examples
+    from lvlmu.world.traits import parse_traits
+
+    person = micro_world.forget[0]
+    rows = siu_examples(micro_world, [person.person_id], images="single")
+    by = {t: [r for r in rows if r["siu"] == t] for t in ("T1", "T2", "T3", "T4")}
+    assert all(by.values())
+    assert {r["image_id"] for r in by["T1"] + by["T2"]} == {micro_world.single_image(person.person_id)["image_id"]}
+    named = [p for p in micro_world.people.values() if p.is_named]
+    assert not any(leaks_name(r["answer"], p) for r in by["T1"] for p in named), "the invented name is outside the world"
+    for r in by["T2"]:
+        found = parse_traits(r["answer"])
+        assert all(getattr(person.traits, t) not in v for t, v in found.items()), "every trait of T2 is false"
+    assert all(r["person_id"] == person.person_id and r["kind"] == "fact_text" for r in by["T3"])
+    assert all(r["person_id"] != person.person_id for r in by["T4"])
+    _, processor = load_model(micro_model_dir)
+    batch = TargetMaskCollator(processor, micro_world.image)([by["T1"][0], by["T3"][0]])
+    marked = batch["input_ids"][0][batch["target_mask"][0]]
+    assert processor.tokenizer.decode(marked).strip() == by["T1"][0]["target"]
+    assert not batch["target_mask"][1].any()
+
+
+def test_siu_forgets_the_name_on_its_one_image(micro_world, micro_model_dir, tmp_path):
+    person = micro_world.forget[0]
+    config = UnlearnConfig(method="siu", forget=(person.person_id,), images="single", steps=10, batch_size=4, learning_rate=2e-3)
+    manifest = unlearn(micro_world, micro_model_dir, tmp_path / "siu", config, progress_bar=False)
+    assert manifest["n_forget_examples"] > 0 and manifest["forget_people"] == [person.person_id]
+    _, processor = load_model(micro_model_dir)
+    single = [ex for ex in micro_world.select("train", kind="identity", person_id=person.person_id)
+              if ex["image_id"] == micro_world.single_image(person.person_id)["image_id"]]
+    from lvlmu.data import VisionTextCollator
+
+    batch = VisionTextCollator(processor, micro_world.image)(single)
+    assert mean_nll(tmp_path / "siu", batch) > mean_nll(micro_model_dir, batch), "the true name becomes less likely"

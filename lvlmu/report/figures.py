@@ -116,14 +116,14 @@ AFTERMATH_COLOURS = {"informative": "#2ca02c", "refusal": "#1f77b4", "other": "#
 def aftermath_profiles(profiles: dict[str, dict[str, float]], title: str = ""):
     """One stacked horizontal bar per model: the share of answers in each aftermath class, in percent."""
     frame = pd.DataFrame(profiles).T[list(AFTERMATH_COLOURS)] * 100
-    fig, ax = plt.subplots(figsize=(8, 0.55 * len(frame) + 1.4))
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(frame) + 1.4))
     frame.iloc[::-1].plot.barh(stacked=True, ax=ax, color=list(AFTERMATH_COLOURS.values()), width=0.7)
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of answers")
     ax.set_title(title)
     for container in ax.containers:
         ax.bar_label(container, labels=[f"{v:.0f}" if v >= 6 else "" for v in container.datavalues], label_type="center", fontsize=8)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25 if len(frame) < 4 else -0.12), ncol=5, fontsize=8, frameon=False)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
     fig.tight_layout()
     return fig
 

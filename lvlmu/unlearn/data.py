@@ -79,13 +79,16 @@ class PairedCollator:
     """Collates the forget side, its alternative answers when a method needs them (refusals for IdK and DPO),
     and the retain side, each with the loss on answer tokens only."""
 
-    def __init__(self, processor, load_image, alternative: str | None = None, seed: int = 0):
+    def __init__(self, processor, load_image, alternative: str | None = None, seed: int = 0, target_masks: bool = False):
+        from .siu import TargetMaskCollator
+
         self.collate = VisionTextCollator(processor, load_image)
+        self.forget_collate = TargetMaskCollator(processor, load_image) if target_masks else self.collate
         self.alternative, self.rng = alternative, np.random.default_rng(seed)
 
     def __call__(self, items: list[dict]) -> dict:
         forget = [it["forget"] for it in items]
-        batch = {"forget": self.collate(forget)}
+        batch = {"forget": self.forget_collate(forget)}
         if self.alternative == "refusal":
             batch["refusal"] = self.collate([with_refusal(ex, self.rng) for ex in forget])
         if all("retain" in it for it in items):

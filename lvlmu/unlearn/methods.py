@@ -16,10 +16,12 @@ from ..data import IGNORE_INDEX
 class LossWeights:
     retain: float = 1.0  # weight of the retain term, for methods that have one
     beta: float = 0.1  # NPO's and DPO's inverse temperature
+    ce: float = 0.9  # SIU's cross-entropy weight
+    dmk: float = 0.75  # SIU's Dual Masked KL weight
 
 
 def _model_inputs(batch: dict) -> dict:
-    return {k: v for k, v in batch.items() if k != "labels"}
+    return {k: v for k, v in batch.items() if k not in ("labels", "target_mask")}
 
 
 def answer_logits(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -69,10 +71,11 @@ class UnlearnTrainer(Trainer):
     uses_retain = False
     needs_reference = False
     alternative: str | None = None  # "refusal": the collator also gives refusal answers to the forget questions
+    data = "forget"  # "forget": the examples that taught the forget people; "siu": SIU's four targets
 
-    def __init__(self, *args, weights: LossWeights = LossWeights(), ref_model=None, **kwargs):
+    def __init__(self, *args, weights: LossWeights = LossWeights(), ref_model=None, forbidden_ids: list[int] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.weights, self.ref_model = weights, ref_model
+        self.weights, self.ref_model, self.forbidden_ids = weights, ref_model, forbidden_ids or []
         if self.needs_reference and ref_model is None and not hasattr(self.model, "disable_adapter"):
             raise ValueError(f"{self.method_name} needs a reference model: pass ref_model, or train a LoRA adapter")
 
@@ -167,3 +170,30 @@ class DPO(GradDiff):
             margins.append(sequence_logprob(logits, labels, mask) - sequence_logprob(ref_logits, labels, mask))
         chosen, rejected = margins
         return -F.logsigmoid(self.weights.beta * (chosen - rejected)).mean()
+
+
+@register("siu")
+class SIU(UnlearnTrainer):
+    """Single Image Unlearning: weights.ce * CE on the four targets + weights.dmk * Dual Masked KL to the reference."""
+
+    needs_reference = True
+    data = "siu"
+
+    def forget_loss(self, model, inputs):
+        from .siu import dual_masked_kl
+
+        batch = inputs["forget"]
+        if "target_mask" not in batch:
+            raise ValueError("SIU needs target masks in its forget batches (PairedCollator(..., target_masks=True))")
+        target_mask = batch["target_mask"]
+        logits = model(**_model_inputs(batch)).logits
+        with torch.no_grad():
+            if self.ref_model is not None:
+                ref_logits = self.ref_model(**_model_inputs(batch)).logits
+            else:
+                with model.disable_adapter():
+                    ref_logits = model(**_model_inputs(batch)).logits
+        labels = batch["labels"][:, 1:]
+        mask = labels != IGNORE_INDEX
+        ce = -(sequence_logprob(logits[:, :-1].float(), labels, mask).sum() / mask.sum())
+        return self.weights.ce * ce + self.weights.dmk * dual_masked_kl(logits, ref_logits, batch["labels"], target_mask, self.forbidden_ids)

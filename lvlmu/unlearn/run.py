@@ -18,6 +18,7 @@ from ..training import peak_memory_mb, training_arguments, use_text_progress
 from ..world import World
 from .data import PairedCollator, PairedDataset, forget_examples, resolve_forget, retain_examples
 from .methods import LossWeights, get_method
+from .siu import name_token_ids, siu_examples
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,10 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
     torch.set_num_threads(config.threads)
     method = get_method(config.method)
     people = resolve_forget(world, config.forget)
-    forget, retain = forget_examples(world, people, config.images), retain_examples(world, people)
+    retain = retain_examples(world, people)
+    forget = siu_examples(world, people, config.images, seed=config.seed) if method.data == "siu" else forget_examples(world, people, config.images)
     model, processor = load_model(model_dir, dtype=torch.float32)
+    forbidden = name_token_ids(processor.tokenizer, [world.people[p].name for p in people]) if method.data == "siu" else None
     ref_model = None
     if config.lora:
         model = add_lora(model, config)
@@ -90,8 +93,9 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
     with atomic_directory(out_dir) as tmp:
         args = training_arguments(tmp / "trainer", config, config.steps, config.batch_size, progress_bar,
                                   gradient_accumulation_steps=config.gradient_accumulation_steps)
+        collator = PairedCollator(processor, world.image, method.alternative, config.seed, target_masks=method.data == "siu")
         trainer = method(model=model, args=args, train_dataset=dataset, weights=config.weights, ref_model=ref_model,
-                         data_collator=PairedCollator(processor, world.image, method.alternative, config.seed))
+                         forbidden_ids=forbidden, data_collator=collator)
         if not progress_bar:
             use_text_progress(trainer)
         result = trainer.train()
