@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..io import atomic_directory, package_versions, write_json
-from ..model import load_model
+from ..model import load_model, save_model
 from ..probe.store import model_fingerprint
 from ..training import peak_memory_mb, training_arguments, use_text_progress
 from ..world import World
@@ -102,8 +102,7 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
         if config.lora:
             model.save_pretrained(tmp / "adapter")
             model = model.merge_and_unload()
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
+        save_model(model, processor, tmp)
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
         manifest = {
             "kind": "unlearn",
