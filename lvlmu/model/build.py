@@ -40,7 +40,7 @@ class ModelPreset:
 
 PRESETS: dict[str, ModelPreset] = {
     # About 1.4M parameters (1.37M with the world's tokenizer): the CPU default. 4 px patches: at 8 px, eye colour and accessories were learned
-    # no better than chance in 500 steps (see the closing notes of the foundation issue).
+    # no better than chance in 500 steps by a tower trained from scratch.
     "tiny": ModelPreset(128, 4, 4, 384, 128, 2, 4, 256, patch_size=4),
     # Tens of millions of parameters: for a GPU.
     "small": ModelPreset(512, 8, 8, 1536, 256, 4, 8, 768, patch_size=8, vocab_size=4000),

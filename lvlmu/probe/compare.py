@@ -31,7 +31,7 @@ def summary_table(stores: dict[str, ProbeStore], metric: str, value: str | None 
 
 
 def probe_targets(stores: dict[str, ProbeStore], second_oracle: ProbeStore) -> pd.DataFrame:
-    """The probe figures the default world must reach (issue: probes), each with its bound and whether it is met."""
+    """The figures the probes must reach on the default world, each with its bound and whether it is met."""
     leak = {name: store.summary("privacy")["unseen images"]["name leak"] * 100 for name, store in stores.items()}
     fq_base, fq_oracle = forget_quality_between(stores["base"], stores["oracle"]), forget_quality_between(second_oracle, stores["oracle"])
     mia = {name: store.summary("membership")["loss"] for name, store in stores.items()}
