@@ -66,12 +66,18 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def training_source_fingerprint() -> str:
-    """A hash of the code that decides what a trained model becomes: any edit there retrains."""
+def training_source_files() -> dict[str, Path]:
+    """The code that decides what a trained model becomes, keyed by path inside the package (model/build.py and
+    world/build.py are different files)."""
     package = Path(__file__).resolve().parent
     files = [package / name for name in ("training.py", "vision.py", "pretrain.py", "data.py")]
     files += [*sorted((package / "model").glob("*.py")), *sorted((package / "world").glob("*.py"))]
-    return hash_json({p.name: hash_file(p) for p in files})
+    return {str(p.relative_to(package)): p for p in files}
+
+
+def training_source_fingerprint() -> str:
+    """A hash of the training code: any edit there retrains."""
+    return hash_json({name: hash_file(path) for name, path in training_source_files().items()})
 
 
 def reusable_manifest(out_dir: str | os.PathLike, config, world: World, **inputs) -> dict | None:

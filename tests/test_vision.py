@@ -76,3 +76,11 @@ def test_a_frozen_tower_needs_a_pretrained_one(micro_world, tmp_path):
         pretrain(micro_world, tmp_path / "m", PretrainConfig(epochs=1), progress_bar=False)
     with pytest.raises(FileNotFoundError, match="no pretrained vision tower"):
         load_vision_tower(tmp_path)
+
+
+def test_the_training_fingerprint_covers_every_training_file_once():
+    from lvlmu.training import training_source_files
+
+    files = training_source_files()
+    assert {"model/build.py", "world/build.py", "world/render.py", "pretrain.py", "vision.py", "data.py"} <= set(files)
+    assert len(set(files.values())) == len(files), "one key per file: same-named files in two folders both count"
