@@ -94,12 +94,18 @@ class UnlearnTrainer(Trainer):
         return nll(model, batch)
 
     @torch.no_grad()
+    def reference_logits(self, model, batch: dict) -> torch.Tensor:
+        """The frozen reference's logits, as the model returns them (unshifted)."""
+        if self.ref_model is not None:
+            return self.ref_model(**_model_inputs(batch)).logits
+        with model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext():
+            return model(**_model_inputs(batch)).logits
+
+    @torch.no_grad()
     def reference(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """answer_logits under the frozen reference."""
-        if self.ref_model is not None:
-            return answer_logits(self.ref_model, batch)
-        with model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext():
-            return answer_logits(model, batch)
+        labels = batch["labels"][:, 1:]
+        return self.reference_logits(model, batch)[:, :-1].float(), labels, labels != IGNORE_INDEX
 
 
 @register("ga")
@@ -188,11 +194,7 @@ class SIU(UnlearnTrainer):
         target_mask = batch["target_mask"]
         logits = model(**_model_inputs(batch)).logits
         with torch.no_grad():
-            if self.ref_model is not None:
-                ref_logits = self.ref_model(**_model_inputs(batch)).logits
-            else:
-                with model.disable_adapter():
-                    ref_logits = model(**_model_inputs(batch)).logits
+            ref_logits = self.reference_logits(model, batch)
         labels = batch["labels"][:, 1:]
         mask = labels != IGNORE_INDEX
         ce = -(sequence_logprob(logits[:, :-1].float(), labels, mask).sum() / mask.sum())
