@@ -24,11 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("papermill").setLevel(logging.INFO)
     try:
-        run_study(args.profile, build=not args.no_book, force=args.force, kernel=args.kernel, stream_output=True)
+        report = run_study(args.profile, build=not args.no_book, force=args.force, kernel=args.kernel, stream_output=True)
     except RuntimeError as error:
         print(f"[lvlmu] {error}", file=sys.stderr)
         return 1
-    return 0
+    return 1 if report["failed"] else 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 from .io import hash_file, hash_json, package_versions, write_json
 from .pretrain import PretrainConfig
 from .probe.suite import ProbeConfig
+from .unlearn.grid import UnlearnGrid
 from .vision import VisionPretrainConfig
 from .world import WorldConfig
 
@@ -30,13 +31,14 @@ class StudyConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     eval_max_per_group: int = 200
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    unlearn: UnlearnGrid = field(default_factory=UnlearnGrid)
 
 
 PROFILES: dict[str, StudyConfig] = {
     "full": StudyConfig(),
     # A first look in a few minutes: fewer people, shorter training. Its numbers are not the study's.
     "quick": StudyConfig(WorldConfig(n_known=20, n_strangers=300, n_holdout=10, n_scenes=200), VisionPretrainConfig(epochs=15),
-                         PretrainConfig(epochs=2), 50),
+                         PretrainConfig(epochs=2), 50, unlearn=UnlearnGrid(seeds=(0,), single_people=1, steps=10, split_variants={})),
 }
 
 
@@ -48,6 +50,17 @@ class Stage:
     parameters: dict
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()  # a stage whose outputs are missing runs again, whatever its cache says
+    template: str = ""  # the notebook it executes, by name; default: the stage's name
+    notebook: str = ""  # where the executed notebook goes; default: the book's chapter of that name
+    required: bool = True  # a failure stops the pipeline; otherwise it is reported at the end and the rest goes on
+
+    @property
+    def template_name(self) -> str:
+        return self.template or self.name
+
+    @property
+    def notebook_path(self) -> str:
+        return self.notebook or f"book/notebooks/{self.name}.ipynb"
 
 
 def get_profile(name: str) -> StudyConfig:
@@ -84,7 +97,32 @@ def stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
             inputs=tuple(str(p) for p in (world_dir / "world.json", models / "base" / "manifest.json", models / "oracle" / "manifest.json")),
             outputs=tuple(str(artifacts / "probes" / name / "summary.json") for name in ("base", "oracle", "oracle_seed1")),
         ),
+        *unlearn_stages(config, artifacts),
     ]
+
+
+def unlearn_stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
+    """One run of the unlearn notebook per grid run (the first single-image run is the book's unlearning chapter),
+    then the methods chapter over all of them."""
+    world_dir, models, probes = artifacts / "world", artifacts / "models", artifacts / "probes"
+    base_inputs = (str(world_dir / "world.json"), str(models / "base" / "manifest.json"), str(models / "oracle" / "manifest.json"),
+                   str(probes / "base" / "summary.json"), str(probes / "oracle" / "summary.json"))
+    runs, out = config.unlearn.runs(), []
+    showcase = next((run.name for run in runs if run.setting == "single"), runs[0].name if runs else None)
+    for run in runs:
+        parameters = {"world_dir": str(world_dir), "base_dir": str(models / "base"), "oracle_dir": str(models / "oracle"),
+                      "run_name": run.name, "run_dir": str(models / "unlearned" / run.name), "results_dir": str(probes / run.name),
+                      "reference_results_dir": str(probes), "unlearn_config": notebook_parameters(run.config),
+                      "probe_config": notebook_parameters(config.probe)}
+        out.append(Stage(run.name, parameters, inputs=base_inputs, template="unlearn", required=False,
+                         notebook="book/notebooks/unlearn.ipynb" if run.name == showcase else str(artifacts / "runs" / f"{run.name}.ipynb"),
+                         outputs=(str(models / "unlearned" / run.name / "manifest.json"), str(probes / run.name / "summary.json"))))
+    results = {run.name: {"setting": run.setting, "method": run.label, "seed": run.config.seed, "forget": run.config.forget,
+                          "model_dir": str(models / "unlearned" / run.name), "results_dir": str(probes / run.name)} for run in runs}
+    out.append(Stage("methods", {"world_dir": str(world_dir), "runs": results, "reference_results_dir": str(probes),
+                                 "oracle_dir": str(models / "oracle")},
+                     inputs=base_inputs + tuple(str(probes / run.name / "summary.json") for run in runs)))
+    return out
 
 
 def source_fingerprint() -> str:
@@ -111,10 +149,10 @@ def run_stage(stage: Stage, notebooks_dir: Path, book_dir: Path, cache_dir: Path
     """Execute one notebook unless its cache key is unchanged. Returns "ran" or "cached"."""
     import papermill
 
-    template = notebooks_dir / f"{stage.name}.ipynb"
+    template = notebooks_dir / f"{stage.template_name}.ipynb"
     if not template.exists():
         raise FileNotFoundError(f"no notebook template {template}")
-    output = book_dir / "book" / "notebooks" / f"{stage.name}.ipynb"
+    output = book_dir / stage.notebook_path
     record_path = cache_dir / f"{stage.name}.json"
     key = stage_key(stage, template, book_dir)
     outputs_exist = output.exists() and all((book_dir / path).exists() for path in stage.outputs)
@@ -127,7 +165,8 @@ def run_stage(stage: Stage, notebooks_dir: Path, book_dir: Path, cache_dir: Path
         papermill.execute_notebook(str(template), str(partial), parameters=stage.parameters, kernel_name=kernel,
                                    cwd=str(book_dir), progress_bar=stream_output, log_output=stream_output)
     except Exception as error:
-        raise RuntimeError(f"stage {stage.name!r} failed; its partly executed notebook is {partial}") from error
+        cause = "\n".join(str(error).strip().splitlines()[-12:])
+        raise RuntimeError(f"stage {stage.name!r} failed; its partly executed notebook is {partial}. The error:\n{cause}") from error
     tag_parameter_cells(partial)
     os.replace(partial, output)
     write_json(record_path, {"key": key, "stage": stage.name, "parameters": stage.parameters,
@@ -176,7 +215,8 @@ def stage_book_sources(book_dir: Path) -> None:
 def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = REPO_DIR, artifacts: str | os.PathLike | None = None,
               notebooks_dir: str | os.PathLike = REPO_DIR / "notebooks", build: bool = True, force: bool = False,
               kernel: str | None = None, log=print, stream_output: bool = False) -> dict:
-    """Run every stage (skipping unchanged ones), then build the book. Returns what ran and where the book is."""
+    """Run every stage (skipping unchanged ones), then build the book. Returns what ran, what failed (runs of the
+    grid may fail without stopping the rest) and where the book is."""
     config = get_profile(config) if isinstance(config, str) else config
     book_dir = Path(book_dir).resolve()
     if book_dir != REPO_DIR and not (book_dir / "_config.yml").exists():
@@ -187,15 +227,26 @@ def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = 
     # Notebooks run with the book directory as their working directory: paths inside it are passed relative,
     # so the rendered parameters read "artifacts/world", not this machine's absolute path.
     artifacts_param = Path(os.path.relpath(artifacts, book_dir)) if artifacts.is_relative_to(book_dir) else artifacts
+    failed = {}
     for stage in stages(config, artifacts_param):
         started = time.time()
         log(f"[lvlmu] stage {stage.name}: running" if force else f"[lvlmu] stage {stage.name}: checking cache")
-        status = run_stage(stage, Path(notebooks_dir), book_dir, artifacts / "cache", kernel, force=force, stream_output=stream_output)
+        try:
+            status = run_stage(stage, Path(notebooks_dir), book_dir, artifacts / "cache", kernel, force=force, stream_output=stream_output)
+        except RuntimeError as error:
+            if stage.required:
+                raise
+            failed[stage.name], status = str(error), "failed"
+            log(f"[lvlmu] stage {stage.name}: FAILED, going on with the rest: {error}")
         report["stages"][stage.name] = status
         log(f"[lvlmu] stage {stage.name}: {status} ({time.time() - started:.0f} s)")
+    report["failed"] = failed
     if build:
         started = time.time()
         report["book"] = str(build_book(book_dir))
         log(f"[lvlmu] book built in {time.time() - started:.0f} s: {report['book']}/index.html")
+    if failed:
+        log(f"[lvlmu] {len(failed)} run(s) FAILED; the rest ran, and the book lists them as missing:\n"
+            + "\n".join(f"  {name}: {why}" for name, why in failed.items()))
     return report
 

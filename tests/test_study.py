@@ -8,11 +8,19 @@ import pytest
 from lvlmu.io import atomic_directory
 from lvlmu.probe.suite import ProbeConfig
 from lvlmu.study import PROFILES, StudyConfig, get_profile, run_stage, run_study, Stage
+from lvlmu.unlearn.grid import UnlearnGrid
 
 from conftest import MICRO_PRETRAIN, MICRO_VISION, MICRO_WORLD
 
+# A grid of two methods, one seed, one single-image person, and one run that must fail (its LoRA target matches
+# nothing): the failure is reported and the rest goes on.
+MICRO_GRID = UnlearnGrid(methods=("graddiff", "idk"), seeds=(0,), single_methods=("siu",), single_people=1, steps=2,
+                         split_hyperparameters={"idk": {"lora": True, "lora_target": "no_such_module"}},
+                         single_hyperparameters={"siu": {"batch_size": 4}}, split_variants={})
 MICRO_STUDY = StudyConfig(MICRO_WORLD, MICRO_VISION, replace(MICRO_PRETRAIN, epochs=1), eval_max_per_group=8,
-                          probe=ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip",)))
+                          probe=ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip",)), unlearn=MICRO_GRID)
+BASE_STAGES = {"world", "pretrain", "probe"}
+GRID_STAGES = {"split-graddiff-seed0", "split-idk-seed0", "single-siu-person0-seed0", "methods"}
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +32,9 @@ def study_run(tmp_path_factory):
 
 def test_both_notebooks_execute_and_the_book_builds(study_run):
     book, first = study_run
-    assert first["stages"] == {"world": "ran", "pretrain": "ran", "probe": "ran"}
-    for name in ("world", "pretrain", "probe"):
+    assert first["stages"] == {**{s: "ran" for s in BASE_STAGES | GRID_STAGES}, "split-idk-seed0": "failed"}
+    assert list(first["failed"]) == ["split-idk-seed0"] and "matches no linear module" in first["failed"]["split-idk-seed0"]
+    for name in ("world", "pretrain", "probe", "unlearn", "methods"):
         nb = nbformat.read(book / "book" / "notebooks" / f"{name}.ipynb", as_version=4)
         outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
         assert not any(o.output_type == "error" for o in outputs)
@@ -48,22 +57,39 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
         assert (html / page).exists(), page
     pretrain_page = (html / "book" / "notebooks" / "pretrain.html").read_text()
     assert "Traceback" not in pretrain_page and "<img" in pretrain_page
+    # The first single-image run is the unlearning chapter; the other runs' notebooks stay with the artifacts.
+    assert (book / "artifacts" / "runs" / "split-graddiff-seed0.ipynb").exists()
+    unlearned = json.loads((book / "artifacts" / "models" / "unlearned" / "single-siu-person0-seed0" / "manifest.json").read_text())
+    assert unlearned["forget_people"] == [first_forget(book)] and unlearned["config"]["images"] == "single"
+    methods_page = (html / "book" / "notebooks" / "methods.html").read_text()
+    assert "Traceback" not in methods_page and "split-idk-seed0" in methods_page, "the failed run is named as missing"
+
+
+def first_forget(book) -> str:
+    from lvlmu.world import load_world
+
+    return load_world(book / "artifacts" / "world").forget[0].person_id
 
 
 def test_an_unchanged_stage_is_skipped_and_a_changed_one_reruns(study_run):
     book, _ = study_run
     again = run_study(MICRO_STUDY, book_dir=book, build=False, log=lambda *_: None)
-    assert again["stages"] == {"world": "cached", "pretrain": "cached", "probe": "cached"}
-    changed = replace(MICRO_STUDY, eval_max_per_group=6)
+    assert again["stages"] == {**{s: "cached" for s in BASE_STAGES | GRID_STAGES}, "split-idk-seed0": "failed"}
+    # The failing run gets a working config, and a finished run a new one: it retrains, and its stale probe results
+    # are replaced rather than refused.
+    grid = replace(MICRO_GRID, split_hyperparameters={"graddiff": {"learning_rate": 5e-4}})
+    changed = replace(MICRO_STUDY, eval_max_per_group=6, unlearn=grid)
     third = run_study(changed, book_dir=book, build=False, log=lambda *_: None)
-    assert third["stages"] == {"world": "cached", "pretrain": "ran", "probe": "cached"}
+    assert third["failed"] == {}
+    assert third["stages"] == {**{s: "cached" for s in BASE_STAGES | GRID_STAGES}, "pretrain": "ran", "split-idk-seed0": "ran",
+                               "split-graddiff-seed0": "ran", "methods": "ran"}
     # The models were reused: their config and world did not change.
     nb = nbformat.read(book / "book" / "notebooks" / "pretrain.ipynb", as_version=4)
     assert "reusing" in "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     # A missing output makes its stage run again.
     (book / "artifacts" / "results" / "recall_oracle.jsonl").unlink()
     fourth = run_study(changed, book_dir=book, build=False, log=lambda *_: None)
-    assert fourth["stages"] == {"world": "cached", "pretrain": "ran", "probe": "cached"}
+    assert fourth["stages"] == {**{s: "cached" for s in BASE_STAGES | GRID_STAGES}, "pretrain": "ran"}
     assert (book / "artifacts" / "results" / "recall_oracle.jsonl").exists()
     # Parameters inside the book directory are relative: the rendered book shows no machine paths.
     injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))

@@ -88,3 +88,15 @@ def test_a_world_without_a_needed_population_is_refused(micro_world, micro_model
     no_holdout = replace_field(micro_world, people={k: p for k, p in micro_world.people.items() if p.role != "holdout"})
     with pytest.raises(ValueError, match="no holdout people"):
         run_probes(micro_model_dir, no_holdout, tmp_path / "r", ProbeConfig(metrics=("membership",)), progress=False)
+
+
+def test_probes_of_one_forgotten_person_ask_about_that_person_only(micro_world, micro_model_dir, tmp_path):
+    person = micro_world.forget[1].person_id
+    config = ProbeConfig(batch_size=32, perturbations=(), metrics=("privacy", "truth_ratio"), forget_people=(person,))
+    store = run_probes(micro_model_dir, micro_world, tmp_path / "one", config, progress=False)
+    assert {r["person_id"] for r in store.samples("privacy")} == {person}
+    roles = {r["person_id"]: r["role"] for r in store.samples("truth_ratio")}
+    assert roles[person] == "forget" and person in roles
+    assert not any(p.person_id in roles for p in micro_world.forget if p.person_id != person), "other forget people are left out"
+    with pytest.raises(ValueError, match="not people of the world"):
+        run_probes(micro_model_dir, micro_world, tmp_path / "bad", ProbeConfig(metrics=("privacy",), forget_people=("nobody",)), progress=False)

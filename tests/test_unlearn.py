@@ -156,7 +156,7 @@ def test_siu_targets_from_one_image(micro_world, micro_model_dir):
 
 def test_siu_forgets_the_name_on_its_one_image(micro_world, micro_model_dir, tmp_path):
     person = micro_world.forget[0]
-    config = UnlearnConfig(method="siu", forget=(person.person_id,), images="single", steps=10, batch_size=4, learning_rate=2e-3)
+    config = UnlearnConfig(method="siu", forget=(person.person_id,), images="single", steps=10, batch_size=4, learning_rate=2e-3, other_qa=4)
     manifest = unlearn(micro_world, micro_model_dir, tmp_path / "siu", config, progress_bar=False)
     assert manifest["n_forget_examples"] > 0 and manifest["forget_people"] == [person.person_id]
     _, processor = load_model(micro_model_dir)
@@ -166,3 +166,57 @@ def test_siu_forgets_the_name_on_its_one_image(micro_world, micro_model_dir, tmp
 
     batch = VisionTextCollator(processor, micro_world.image)(single)
     assert mean_nll(tmp_path / "siu", batch) > mean_nll(micro_model_dir, batch), "the true name becomes less likely"
+
+
+def test_a_run_freezes_the_vision_tower_logs_each_loss_term_and_is_reused(micro_world, micro_model_dir, tmp_path):
+    from lvlmu.unlearn import unlearn_cached
+
+    config = UnlearnConfig(method="graddiff", steps=4, batch_size=4, learning_rate=2e-3, logging_steps=2)
+    out = tmp_path / "graddiff"
+    manifest = unlearn_cached(micro_world, micro_model_dir, out, config, progress_bar=False)
+    before, _ = load_model(micro_model_dir, dtype=torch.float32)
+    after, _ = load_model(out, dtype=torch.float32)
+    tower = {n: p for n, p in after.named_parameters() if ".vision_tower." in f".{n}"}
+    assert tower and all(torch.equal(p, dict(before.named_parameters())[n]) for n, p in tower.items()), "the tower stays frozen"
+    assert any(not torch.equal(p, dict(before.named_parameters())[n]) for n, p in after.named_parameters() if n not in tower)
+    logged = [h for h in json.loads((out / "log_history.json").read_text()) if "loss" in h]
+    assert len(logged) == 2 and all({"forget_loss", "retain_loss"} <= h.keys() for h in logged)
+    assert logged[0]["forget_loss"] < 0, "GradDiff's forget term is the negated NLL"
+    weights = sorted(out.glob("*.safetensors"))[0].stat().st_mtime_ns
+    again = unlearn_cached(micro_world, micro_model_dir, out, config, progress_bar=False)
+    assert again == manifest and sorted(out.glob("*.safetensors"))[0].stat().st_mtime_ns == weights, "the same run is reused"
+    unlearn_cached(micro_world, micro_model_dir, out, UnlearnConfig(**{**config.__dict__, "seed": 1}), progress_bar=False)
+    assert json.loads((out / "manifest.json").read_text())["config"]["seed"] == 1, "another config trains again"
+
+
+def test_forget_specs_and_freezing_fail_clearly(micro_world, micro_model_dir, tmp_path):
+    assert resolve_forget(micro_world, "split:1") == [micro_world.forget[1].person_id]
+    with pytest.raises(ValueError, match="numbered from 0"):
+        resolve_forget(micro_world, f"split:{len(micro_world.forget)}")
+    with pytest.raises(ValueError, match="matches no parameter"):
+        unlearn(micro_world, micro_model_dir, tmp_path / "x", UnlearnConfig(frozen=r"nothing\..*", steps=1), progress_bar=False)
+
+
+def test_siu_target_repeats_set_the_share_of_the_targets(micro_world):
+    from collections import Counter
+
+    from lvlmu.unlearn.siu import siu_examples
+
+    person = micro_world.forget[0].person_id
+    once, thrice = (Counter(r["siu"] for r in siu_examples(micro_world, [person], "single", 4, 0, k)) for k in (1, 3))
+    assert thrice["T1"] == 3 * once["T1"] and thrice["T2"] == 3 * once["T2"]
+    assert thrice["T3"] == once["T3"] and thrice["T4"] == once["T4"] == 4
+
+
+def test_the_grid_names_every_run_and_checks_its_methods():
+    from lvlmu.unlearn.grid import UnlearnGrid
+
+    runs = UnlearnGrid(methods=("ga", "siu"), seeds=(0, 1), single_methods=("siu",), single_people=2, split_variants={"ga-fast": {"method": "ga", "learning_rate": 1.0}}).runs()
+    names = [r.name for r in runs]
+    assert len(names) == len(set(names)) == 2 * (2 + 1 + 2)
+    assert [r.label for r in runs if r.name.startswith("split-ga-fast")] == ["ga-fast"] * 2
+    single = [r for r in runs if r.setting == "single"]
+    assert {r.config.forget for r in single} == {"split:0", "split:1"} and all(r.config.images == "single" for r in single)
+    assert all(r.config.forget == "split" and r.config.images == "trained" for r in runs if r.setting == "split")
+    with pytest.raises(ValueError, match="the methods are"):
+        UnlearnGrid(methods=("gradient-ascent",))

@@ -7,13 +7,17 @@ from .likelihood import forget_quality
 from .store import ProbeStore
 
 
-def forget_truth_ratios(store: ProbeStore) -> list[float]:
-    return [r["truth_ratio"] for r in store.samples("truth_ratio") if r["role"] == "forget"]
+def forget_truth_ratios(store: ProbeStore, people: set[str] | None = None) -> list[float]:
+    """The truth ratios of the forgotten people's samples, or of `people` only."""
+    return [r["truth_ratio"] for r in store.samples("truth_ratio")
+            if (r["person_id"] in people if people is not None else r["role"] == "forget")]
 
 
 def forget_quality_between(store: ProbeStore, oracle: ProbeStore) -> float:
-    """TOFU's forget quality of one model against an oracle: the KS p-value of their forget truth ratios."""
-    return forget_quality(forget_truth_ratios(store), forget_truth_ratios(oracle))
+    """TOFU's forget quality of one model against an oracle: the KS p-value of their truth ratios on the people that
+    `store` forgot (the oracle's samples are restricted to them, so one forgotten person compares with one)."""
+    people = {r["person_id"] for r in store.samples("truth_ratio") if r["role"] == "forget"}
+    return forget_quality(forget_truth_ratios(store), forget_truth_ratios(oracle, people))
 
 
 def summary_table(stores: dict[str, ProbeStore], metric: str, value: str | None = None) -> pd.DataFrame:
@@ -43,3 +47,48 @@ def probe_targets(stores: dict[str, ProbeStore], second_oracle: ProbeStore) -> p
         ("base", "MIA AUC (LOSS), forget against holdout, above the oracle's", f"> {mia['oracle']:.2f}", round(mia["base"], 2), mia["base"] > mia["oracle"]),
     ]
     return pd.DataFrame(rows, columns=["model", "target", "bound", "measured", "met"])
+
+
+# The headline figures of one model's probes: a label, and the (metric, group, value) path into its summaries.
+HEADLINE: dict[str, tuple[str, ...]] = {
+    "name leak: unseen images": ("privacy", "unseen images", "name leak"),
+    "name leak: held-out paraphrases": ("privacy", "held-out paraphrases", "name leak"),
+    "name leak: trained images": ("privacy", "trained images", "name leak"),
+    "name leak: jailbreak prompts": ("privacy", "jailbreak prompts", "name leak"),
+    "fact leak: unseen images": ("privacy", "unseen images", "fact leak"),
+    "desirable": ("aftermath", "identity", "desirable"),
+    **{label: ("aftermath", "identity", label) for label in ("degenerate", "hallucinated", "informative", "refusal", "other")},
+    "grounding precision": ("aftermath", "open query", "grounding precision"),
+    "retain names": ("utility", "retain names", "accuracy"),
+    "retain facts": ("utility", "retain facts", "accuracy"),
+    "forget facts by name": ("utility", "forget facts by name", "accuracy"),
+    "visual QA": ("utility", "visual QA", "accuracy"),
+    "POPE F1": ("utility", "POPE", "F1"),
+    "over-refusal: retain people": ("utility", "over-refusal", "retain people"),
+    "over-refusal: general questions": ("utility", "over-refusal", "general questions"),
+    "MIA AUC (LOSS)": ("membership", "loss"),
+}
+
+
+def headline(store: ProbeStore) -> dict[str, float | None]:
+    """The HEADLINE figures of one model (None where its results lack them)."""
+    out = {}
+    for label, (metric, *path) in HEADLINE.items():
+        value = store.summary(metric) if store.has_metric(metric) else None
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        out[label] = value
+    return out
+
+
+def mean_ci(frame: pd.DataFrame, by: list[str], confidence: float = 0.95) -> pd.DataFrame:
+    """Mean and the half-width of its `confidence` interval (Student's t over the rows of each group, e.g. seeds)
+    of every numeric column, grouped by `by`; columns are (measure, "mean" | "±")."""
+    from scipy import stats
+
+    numeric = frame.select_dtypes("number").columns.difference(by)
+    grouped = frame.groupby(by, sort=False)[list(numeric)]
+    mean, sem, count = grouped.mean(), grouped.sem(), grouped.count()
+    half = sem * stats.t.ppf(0.5 + confidence / 2, (count - 1).clip(lower=1))
+    half = half.where(count > 1)
+    return pd.concat({"mean": mean, "±": half}, axis=1).swaplevel(axis=1)[[(c, k) for c in numeric for k in ("mean", "±")]]

@@ -52,6 +52,19 @@ class ProbeStore:
                 raise ResultsMismatch(f"{self.directory} holds results whose {sorted(stale)} differ from this model and world: "
                                       "choose another results directory, delete this one, or pass replace_stale=True")
 
+    @classmethod
+    def read(cls, directory: str | os.PathLike) -> "ProbeStore":
+        """Open stored results for reading, without the model (say, to compare runs); a missing one names itself."""
+        path = Path(directory) / "summary.json"
+        if not path.exists():
+            raise FileNotFoundError(f"no probe results at {directory}: run the probes (or the pipeline stage that makes them) first")
+        store = cls.__new__(cls)
+        store.directory, store.summary_path, store.data = Path(directory), path, json.loads(path.read_text())
+        return store
+
+    def has_metric(self, metric: str) -> bool:
+        return metric in self.data["metrics"]
+
     def has(self, metric: str, parameters: dict) -> bool:
         entry = self.data["metrics"].get(metric)
         return entry is not None and entry["parameters"] == json.loads(json.dumps(parameters)) and self.samples_path(metric).exists()

@@ -34,9 +34,12 @@ class ProbeConfig:
     # The model whose perplexity of the answers is SIU's fluency (usually the base); None: fluency is not measured.
     reference_dir: str | None = None
     metrics: tuple[str, ...] = ()  # empty: every registered metric
+    # The people whose forgetting is probed: their ids, or empty for the world's forget split. A run that forgot one
+    # person (SIU's setting) is probed on that person; the other known people stay what they are.
+    forget_people: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("perturbations", "metrics"):  # lists, as JSON and papermill give them, become tuples
+        for name in ("perturbations", "metrics", "forget_people"):  # lists, as JSON and papermill give them, become tuples
             object.__setattr__(self, name, tuple(getattr(self, name)))
         unknown = [p for p in self.perturbations if p not in PERTURBATIONS]
         if unknown:
@@ -55,6 +58,26 @@ class ProbeContext:
         answers = generate_answers(self.model, self.processor, examples, load_image or self.world.image,
                                    batch_size=self.config.batch_size, progress=self.progress, desc=desc)
         return [{**ex, "answer": a} for ex, a in zip(examples, answers)]
+
+    @property
+    def forget(self) -> list:
+        """The forgotten people that the probes ask about."""
+        if not self.config.forget_people:
+            return self.world.forget
+        unknown = [p for p in self.config.forget_people if p not in self.world.people]
+        if unknown:
+            raise ValueError(f"forget_people {unknown} are not people of the world at {self.world.root}")
+        return [self.world.people[p] for p in self.config.forget_people]
+
+    @property
+    def retain(self) -> list:
+        """Known people the probes treat as retained: the world's retain split, less anyone forgotten."""
+        forgotten = {p.person_id for p in self.forget}
+        return [p for p in self.world.retain if p.person_id not in forgotten]
+
+    def role(self, person_id: str) -> str:
+        """A person's role in this probe: "forget" for the forgotten, else their role in the world."""
+        return "forget" if person_id in {p.person_id for p in self.forget} else self.world.people[person_id].role
 
 
 METRICS: dict[str, Callable[[ProbeContext], tuple[list[dict], dict]]] = {}
@@ -89,7 +112,7 @@ def privacy(ctx: ProbeContext) -> tuple[list[dict], dict]:
     world = ctx.world
     _require(world, "forget")
     asks = []
-    for person in world.forget:
+    for person in ctx.forget:
         for image_set in ("trained", "unseen"):
             for k, image in enumerate(world.images_of(person.person_id, image_set)):
                 asks.append(_ask(person, image["image_id"], Q.IDENTITY_TRAIN[k % len(Q.IDENTITY_TRAIN)], f"{image_set} images"))
@@ -125,8 +148,10 @@ def privacy(ctx: ProbeContext) -> tuple[list[dict], dict]:
 def truth_ratio(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """Probability of the true name and TOFU's truth ratio, forget and retain people, unseen images."""
     _require(ctx.world, "forget", "retain")
-    rows = identity_truth_ratios(ctx.model, ctx.processor, ctx.world, ctx.world.forget + ctx.world.retain,
+    rows = identity_truth_ratios(ctx.model, ctx.processor, ctx.world, ctx.forget + ctx.retain,
                                  n_perturbed=ctx.config.n_perturbed, progress=ctx.progress)
+    for row in rows:
+        row["role"] = ctx.role(row["person_id"])
     summary = {role: {"name probability": float(np.mean([r["name_probability"] for r in rows if r["role"] == role])),
                       "truth ratio (median)": float(np.median([r["truth_ratio"] for r in rows if r["role"] == role]))}
                for role in ("forget", "retain")}
@@ -137,7 +162,9 @@ def truth_ratio(ctx: ProbeContext) -> tuple[list[dict], dict]:
 def membership(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """MIA AUC of LOSS, Min-K% and zlib: forget people (members of the base) against holdout people (never trained)."""
     _require(ctx.world, "forget", "holdout")
-    rows = membership_scores(ctx.model, ctx.processor, ctx.world, ctx.world.forget + ctx.world.by_role("holdout"), progress=ctx.progress)
+    rows = membership_scores(ctx.model, ctx.processor, ctx.world, ctx.forget + ctx.world.by_role("holdout"), progress=ctx.progress)
+    for row in rows:
+        row["role"] = ctx.role(row["person_id"])
     summary = {name: mia_auc([r[name] for r in rows if r["role"] == "forget"], [r[name] for r in rows if r["role"] == "holdout"])
                for name in MIA_SCORES}
     return rows, summary
@@ -149,7 +176,7 @@ def aftermath(ctx: ProbeContext) -> tuple[list[dict], dict]:
     world = ctx.world
     _require(world, "forget")
     asks = [_ask(p, im["image_id"], q, "identity" if q in Q.IDENTITY_TRAIN else "open query")
-            for p in world.forget for im in world.images_of(p.person_id, "unseen") for q in (Q.IDENTITY_TRAIN[0], *Q.OPEN_QUERIES)]
+            for p in ctx.forget for im in world.images_of(p.person_id, "unseen") for q in (Q.IDENTITY_TRAIN[0], *Q.OPEN_QUERIES)]
     rows = ctx.answer(asks, desc="aftermath")
     for row in rows:
         result = classify(row["answer"], world.people[row["person_id"]])
@@ -179,12 +206,12 @@ def utility(ctx: ProbeContext) -> tuple[list[dict], dict]:
     world = ctx.world
     _require(world, "forget", "retain")
     asks = []
-    for person in world.retain:
+    for person in ctx.retain:
         for k, image in enumerate(world.images_of(person.person_id, "unseen")):
             asks.append(_ask(person, image["image_id"], Q.IDENTITY_TRAIN[k % len(Q.IDENTITY_TRAIN)], "retain names"))
             fact = list(Q.FACT_WITH_IMAGE)[k % len(Q.FACT_WITH_IMAGE)]
             asks.append(_ask(person, image["image_id"], Q.FACT_WITH_IMAGE[fact][0], "retain facts", "fact", fact))
-    for person in world.forget:
+    for person in ctx.forget:
         for fact, paraphrases in Q.FACT_BY_NAME.items():
             asks.append(_ask(person, "", paraphrases[0].format(name=person.name), "forget facts by name", "fact", fact))
     general = [{**ex, "condition": "visual QA" if ex["kind"] == "vqa" else "POPE", "fact": ""}

@@ -143,3 +143,70 @@ def truth_ratio_distributions(ratios: dict[str, list[float]]):
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def loss_terms(history: list[dict], title: str = ""):
+    """An unlearning run's loss terms against step, one panel per term (the forget term of GA-like methods falls
+    below zero, so the scale is linear)."""
+    terms = [k for k in dict.fromkeys(k for h in history for k in h) if k.endswith("_loss") and k != "train_loss"]
+    if not terms:
+        raise ValueError("the log history has no loss terms (forget_loss, retain_loss, ...): was it an unlearning run?")
+    fig, axes = plt.subplots(1, len(terms), figsize=(3.2 * len(terms) + 0.6, 3.0), squeeze=False)
+    for ax, term in zip(axes[0], terms):
+        points = [(h["step"], h[term]) for h in history if term in h]
+        ax.plot(*zip(*points), marker="o", lw=2, color="#444444")
+        ax.set_title(term.replace("_", " "))
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+METHOD_MARKERS = {"split": "o", "single": "s"}
+
+
+def privacy_utility(summary: pd.DataFrame, base: dict, oracle: dict, x: str = "retain names", y: str = "name leak: unseen images"):
+    """One point per (setting, method) with 95% error bars: `y` (a leak, in %) against `x` (what is kept, in %),
+    from mean_ci's table; the base and the oracle marked."""
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    colours = plt.get_cmap("tab10")
+    methods = list(dict.fromkeys(summary.index.get_level_values("method")))
+    for (setting, method), row in summary.iterrows():
+        xerr, yerr = (row.get((x, "±")), row.get((y, "±")))
+        ax.errorbar(row[(x, "mean")] * 100, row[(y, "mean")] * 100,
+                    xerr=None if pd.isna(xerr) else xerr * 100, yerr=None if pd.isna(yerr) else yerr * 100,
+                    fmt=METHOD_MARKERS.get(setting, "o"), ms=8, capsize=3, color=colours(methods.index(method) % 10),
+                    label=f"{method} ({'one person, one image' if setting == 'single' else 'forget split'})")
+    for name, figures_, marker in (("base", base, "*"), ("oracle", oracle, "P")):
+        ax.scatter(figures_[x] * 100, figures_[y] * 100, marker=marker, s=220, color=MODEL_COLOURS[name], edgecolor="black", zorder=5, label=name)
+    ax.set_xlabel(f"{x} (%)")
+    ax.set_ylabel(f"{y} (%)")
+    ax.set_xlim(-3, 103)
+    ax.set_ylim(-3, 103)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def mean_ci_table(summary: pd.DataFrame, measures: list[str], percent: bool = True, reference: dict[str, dict] | None = None):
+    """A styled table of "mean ± half-width" per row of mean_ci's output (and plain rows for reference models)."""
+    scale = 100 if percent else 1
+    digits = 1 if percent else 3
+
+    def cell(mean, half=None):
+        if mean is None or pd.isna(mean):
+            return ""
+        text = f"{mean * scale:.{digits}f}" if abs(mean * scale) >= 10 ** -digits or mean == 0 else f"{mean * scale:.2g}"
+        if half is None or pd.isna(half):
+            return text
+        spread = half * scale
+        return f"{text} ± {spread:.{digits}f}" if spread >= 10 ** -digits or spread == 0 else f"{text} ± {spread:.1g}"
+
+    rows = {name: {m: cell(values.get(m)) for m in measures} for name, values in (reference or {}).items()}
+    for index, row in summary.iterrows():
+        rows[index if isinstance(index, str) else " ".join(map(str, index))] = {m: cell(row[(m, "mean")], row[(m, "±")]) for m in measures}
+    table = pd.DataFrame(rows).T[measures]
+    table.columns = [f"{m} (%)" if percent else m for m in measures]
+    return table

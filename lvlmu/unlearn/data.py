@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data import VisionTextCollator
+from ..data import ShiftMirror, VisionTextCollator
 from ..world import World
 
 # The refusal answers that IdK and DPO train toward (IdK's "I don't know" family).
@@ -19,9 +19,16 @@ FORGET_KINDS = ("identity", "fact_image", "fact_text")
 
 
 def resolve_forget(world: World, forget: str | list[str] | tuple[str, ...]) -> list[str]:
-    """Person ids to forget: "split" for the world's forget split, or explicit ids of known people."""
+    """Person ids to forget: "split" for the world's forget split, "split:K" for its K-th person alone, or explicit ids
+    of known people."""
+    split = [p.person_id for p in world.forget]
     if forget == "split":
-        return [p.person_id for p in world.forget]
+        return split
+    if isinstance(forget, str) and forget.startswith("split:"):
+        index = forget.removeprefix("split:")
+        if not index.isdigit() or int(index) >= len(split):
+            raise ValueError(f"{forget!r}: the forget split has {len(split)} people, numbered from 0")
+        return [split[int(index)]]
     ids = [forget] if isinstance(forget, str) else list(forget)
     unknown = [pid for pid in ids if pid not in world.people or world.people[pid].role not in ("forget", "retain")]
     if unknown:
@@ -79,11 +86,12 @@ class PairedCollator:
     """Collates the forget side, its alternative answers when a method needs them (refusals for IdK and DPO),
     and the retain side, each with the loss on answer tokens only."""
 
-    def __init__(self, processor, load_image, alternative: str | None = None, seed: int = 0, target_masks: bool = False):
+    def __init__(self, processor, load_image, alternative: str | None = None, seed: int = 0, target_masks: bool = False,
+                 augment: ShiftMirror | None = None):
         from .siu import TargetMaskCollator
 
-        self.collate = VisionTextCollator(processor, load_image)
-        self.forget_collate = TargetMaskCollator(processor, load_image) if target_masks else self.collate
+        self.collate = VisionTextCollator(processor, load_image, augment=augment)
+        self.forget_collate = TargetMaskCollator(processor, load_image, augment) if target_masks else self.collate
         self.alternative, self.rng = alternative, np.random.default_rng(seed)
 
     def __call__(self, items: list[dict]) -> dict:

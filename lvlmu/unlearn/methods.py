@@ -76,16 +76,31 @@ class UnlearnTrainer(Trainer):
     def __init__(self, *args, weights: LossWeights = LossWeights(), ref_model=None, forbidden_ids: list[int] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.weights, self.ref_model, self.forbidden_ids = weights, ref_model, forbidden_ids or []
+        self.term_values: dict[str, list[float]] = {}
         if self.needs_reference and ref_model is None and not hasattr(self.model, "disable_adapter"):
             raise ValueError(f"{self.method_name} needs a reference model: pass ref_model, or train a LoRA adapter")
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss = self.forget_loss(model, inputs)
+        self.record("forget_loss", loss)
         if self.uses_retain:
             if "retain" not in inputs:
                 raise ValueError(f"{self.method_name} needs retain examples, and the batch has none")
-            loss = loss + self.weights.retain * self.retain_loss(model, inputs["retain"])
+            retain = self.retain_loss(model, inputs["retain"])
+            self.record("retain_loss", retain)
+            loss = loss + self.weights.retain * retain
         return (loss, None) if return_outputs else loss
+
+    def record(self, name: str, value: torch.Tensor) -> None:
+        """Keep a loss term's value for the next log line."""
+        self.term_values.setdefault(name, []).append(float(value.detach()))
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        """Trainer's log, plus each loss term's mean since the last log (forget_loss, retain_loss)."""
+        if "loss" in logs:
+            logs.update({name: sum(v) / len(v) for name, v in self.term_values.items() if v})
+            self.term_values = {}
+        super().log(logs, *args, **kwargs)
 
     def forget_loss(self, model, inputs) -> torch.Tensor:
         raise NotImplementedError
@@ -198,4 +213,7 @@ class SIU(UnlearnTrainer):
         labels = batch["labels"][:, 1:]
         mask = labels != IGNORE_INDEX
         ce = -(sequence_logprob(logits[:, :-1].float(), labels, mask).sum() / mask.sum())
-        return self.weights.ce * ce + self.weights.dmk * dual_masked_kl(logits, ref_logits, batch["labels"], target_mask, self.forbidden_ids)
+        dmk = dual_masked_kl(logits, ref_logits, batch["labels"], target_mask, self.forbidden_ids)
+        self.record("ce_loss", ce)
+        self.record("dmk_loss", dmk)
+        return self.weights.ce * ce + self.weights.dmk * dmk

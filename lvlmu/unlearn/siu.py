@@ -30,8 +30,12 @@ def false_traits(traits: Traits, rng: np.random.Generator) -> Traits:
     return Traits(**{k: str(v) for k, v in values.items()})
 
 
-def siu_examples(world: World, person_ids: list[str], images: str = "single", n_other: int = 8, seed: int = 0) -> list[dict]:
-    """The four SIU targets for each person; T1 and T2 examples carry their target phrase in "target"."""
+def siu_examples(world: World, person_ids: list[str], images: str = "single", n_other: int = 8, seed: int = 0,
+                 target_repeats: int = 1) -> list[dict]:
+    """The four SIU targets for each person; T1 and T2 examples carry their target phrase in "target" and appear
+    `target_repeats` times (their share of the data, against T3's and T4's)."""
+    if target_repeats < 1 or n_other < 0:
+        raise ValueError(f"target_repeats must be positive and n_other non-negative, got {target_repeats} and {n_other}")
     rng = np.random.default_rng(seed)
     rows = []
     for pid in person_ids:
@@ -40,7 +44,7 @@ def siu_examples(world: World, person_ids: list[str], images: str = "single", n_
         invented = f"{INVENTED_FIRST[rng.integers(len(INVENTED_FIRST))]} {INVENTED_LAST[rng.integers(len(INVENTED_LAST))]}"
         description = false_traits(person.traits, rng).describe()
         base = {"person_id": pid, "role": person.role, "kind": "siu", "split": "train"}
-        for image in chosen:
+        for image in [im for im in chosen for _ in range(target_repeats)]:
             rows += [{**base, "image_id": image["image_id"], "question": q, "answer": f"This is {invented}.", "target": invented, "siu": "T1"}
                      for q in Q.IDENTITY_TRAIN]
             rows += [{**base, "image_id": image["image_id"], "question": q, "answer": description, "target": description, "siu": "T2"}
@@ -65,8 +69,8 @@ def name_token_ids(tokenizer, names: list[str]) -> list[int]:
 class TargetMaskCollator:
     """VisionTextCollator plus `target_mask`: True at the positions of each example's target phrase."""
 
-    def __init__(self, processor, load_image):
-        self.collate, self.tokenizer = VisionTextCollator(processor, load_image), processor.tokenizer
+    def __init__(self, processor, load_image, augment=None):
+        self.collate, self.tokenizer = VisionTextCollator(processor, load_image, augment=augment), processor.tokenizer
 
     def __call__(self, examples: list[dict]) -> dict:
         batch = self.collate(examples)

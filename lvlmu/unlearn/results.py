@@ -1,0 +1,101 @@
+"""The results of unlearning runs, gathered for comparison: one row per run, means with confidence intervals, and
+the figures the study expects of each method."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ..probe.compare import forget_quality_between, headline
+from ..probe.store import ProbeStore
+from ..world import World
+from .data import resolve_forget
+
+AFTERMATH_CLASSES = ("degenerate", "hallucinated", "informative", "refusal", "other")
+
+
+def reference_results(reference_results_dir: str | Path, model: str, people: list[str] | None) -> Path:
+    """Where a reference model's probes ("base", "oracle") on the same people as a run are stored: the probe
+    chapter's results for the forget split, `reference/<model>-<ids>` for a run that forgot other people."""
+    if people is None:
+        return Path(reference_results_dir) / model
+    return Path(reference_results_dir) / "reference" / f"{model}-{'-'.join(people)}"
+
+
+def collect_runs(runs: dict[str, dict], world: World, reference_results_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """One row per finished run (its setting, method, seed, headline probe figures, forget quality against the oracle
+    on the same people, and cost), and the names of the runs whose results are missing."""
+    rows, missing = [], []
+    for name, run in runs.items():
+        results, manifest_path = Path(run["results_dir"]), Path(run["model_dir"]) / "manifest.json"
+        if not (results / "summary.json").exists() or not manifest_path.exists():
+            missing.append(name)
+            continue
+        store, manifest = ProbeStore.read(results), json.loads(manifest_path.read_text())
+        people = None if run["forget"] == "split" else resolve_forget(world, run["forget"])
+        oracle = reference_results(reference_results_dir, "oracle", people)
+        quality = forget_quality_between(store, ProbeStore.read(oracle)) if (oracle / "summary.json").exists() else None
+        rows.append({"run": name, "setting": run["setting"], "method": run["method"], "seed": run["seed"],
+                     "forget": ", ".join(manifest["forget_people"]) if people else "split", **headline(store),
+                     "forget quality": quality, "learning rate": manifest["config"]["learning_rate"],
+                     "steps": manifest["config"]["steps"], "effective batch size": manifest["effective_batch_size"],
+                     "seconds": manifest["wall_seconds"], "peak memory (MB)": manifest["peak_memory_mb"],
+                     "people forgotten": len(manifest["forget_people"])})
+    return pd.DataFrame(rows), missing
+
+
+def method_means(frame: pd.DataFrame, setting: str) -> pd.DataFrame:
+    """Each method's mean over seeds (and people) in one setting, one row per method."""
+    rows = frame[frame["setting"] == setting]
+    return rows.groupby("method", sort=False).mean(numeric_only=True)
+
+
+def unlearning_targets(frame: pd.DataFrame, base: dict[str, float], leak_bound: float = 0.10, retain_drop: float = 0.10) -> pd.DataFrame:
+    """What the study expects of the methods, each with its bound, the measured mean and whether it holds.
+
+    `base` is the base model's headline figures (for the retain bound). Expected aftermaths follow the papers: GA
+    degenerates (its most frequent class, and that of each GA variant), IdK over-refuses (the highest refusal share
+    of all methods), SIU's invented name reads as a hallucination (its most frequent class)."""
+    rows = []
+    split, single = method_means(frame, "split"), method_means(frame, "single")
+    for method, m in split.iterrows():
+        leak = m["name leak: unseen images"]
+        rows.append((f"{method}, forget split", "name leak, unseen images", f"< {leak_bound:.0%}", leak, leak < leak_bound))
+        retain = m["retain names"]
+        rows.append((f"{method}, forget split", "retain names (base - 10 points)", f"≥ {base['retain names'] - retain_drop:.0%}",
+                     retain, retain >= base["retain names"] - retain_drop))
+    if "siu" in single.index:
+        m = single.loc["siu"]
+        for measure in ("name leak: unseen images", "name leak: held-out paraphrases"):
+            rows.append(("siu, one person, one image", measure.replace(":", ","), f"≤ {leak_bound:.0%}", m[measure], m[measure] <= leak_bound))
+        rows.append(("siu, one person, one image", "retain names (base - 10 points)", f"≥ {base['retain names'] - retain_drop:.0%}",
+                     m["retain names"], m["retain names"] >= base["retain names"] - retain_drop))
+        top = m[list(AFTERMATH_CLASSES)].astype(float).idxmax()
+        rows.append(("siu, one person, one image", "most frequent aftermath class", "hallucinated", top, top == "hallucinated"))
+    for method, m in split.iterrows():  # GA and its variants at other learning rates ("ga-lr1e-3")
+        if method == "ga" or method.startswith("ga-"):
+            top = m[list(AFTERMATH_CLASSES)].astype(float).idxmax()
+            rows.append((f"{method}, forget split", "most frequent aftermath class", "degenerate", f"{top} ({m[top]:.0%})", top == "degenerate"))
+    if "idk" in split.index and len(split) > 1:
+        top = split["refusal"].astype(float).idxmax()
+        rows.append(("idk, forget split", "highest refusal share of all methods", "idk", f"{top} ({split.loc[top, 'refusal']:.0%})", top == "idk"))
+    table = pd.DataFrame(rows, columns=["run", "measure", "expected", "measured", "holds"])
+    table["measured"] = [f"{v:.1%}" if isinstance(v, float) else v for v in table["measured"]]
+    return table
+
+
+def aftermath_findings(frame: pd.DataFrame) -> str:
+    """Markdown: each method's most frequent answer class on forget people (mean over seeds), with its over-refusal
+    on retain people, so the prose states what was measured rather than what was expected."""
+    lines = []
+    for setting, title in (("split", "forget split"), ("single", "one person, one image")):
+        means = method_means(frame, setting)
+        for method, m in means.iterrows():
+            shares = m[list(AFTERMATH_CLASSES)].astype(float)
+            top = shares.idxmax()
+            lines.append(f"- **{method}** ({title}): mostly *{top}* ({shares[top]:.0%} of answers; degenerate {shares['degenerate']:.0%},"
+                         f" hallucinated {shares['hallucinated']:.0%}, refusal {shares['refusal']:.0%}); name leak"
+                         f" {m['name leak: unseen images']:.0%}, retain people still named {m['retain names']:.0%},"
+                         f" over-refusal on retain people {m['over-refusal: retain people']:.0%}.")
+    return "\n".join(lines)

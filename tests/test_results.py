@@ -1,0 +1,43 @@
+"""Gathering unlearning runs: means with confidence intervals, missing runs named, and the study's expectations."""
+import math
+
+import pandas as pd
+import pytest
+
+from lvlmu.probe.compare import HEADLINE, mean_ci
+from lvlmu.unlearn.results import collect_runs, unlearning_targets
+
+
+def test_mean_ci_matches_a_hand_computation():
+    frame = pd.DataFrame({"method": ["a", "a", "a", "b"], "leak": [0.1, 0.2, 0.3, 0.5]})
+    summary = mean_ci(frame, ["method"])
+    assert summary.loc["a", ("leak", "mean")] == pytest.approx(0.2)
+    # t(0.975, 2 df) = 4.3027; the standard error of (0.1, 0.2, 0.3) is 0.1 / sqrt(3).
+    assert summary.loc["a", ("leak", "±")] == pytest.approx(4.3027 * 0.1 / math.sqrt(3), rel=1e-4)
+    assert summary.loc["b", ("leak", "mean")] == 0.5 and pd.isna(summary.loc["b", ("leak", "±")]), "one seed has no interval"
+
+
+def test_missing_runs_are_named_not_dropped_silently(micro_world, tmp_path):
+    runs = {"split-ga-seed0": {"setting": "split", "method": "ga", "seed": 0, "forget": "split",
+                               "model_dir": str(tmp_path / "m"), "results_dir": str(tmp_path / "r")}}
+    frame, missing = collect_runs(runs, micro_world, tmp_path)
+    assert frame.empty and missing == ["split-ga-seed0"]
+
+
+def run_row(setting, method, seed, **values):
+    row = {label: 0.0 for label in HEADLINE}
+    row.update({"retain names": 1.0, "other": 1.0}, **values)
+    return {"setting": setting, "method": method, "seed": seed, **row}
+
+
+def test_the_expectations_read_the_measured_means():
+    rows = [run_row("split", "ga", s, **{"name leak: unseen images": 0.05, "degenerate": 0.8, "other": 0.2}) for s in (0, 1)]
+    rows += [run_row("split", "idk", s, **{"name leak: unseen images": 0.3, "refusal": 0.9, "retain names": 0.7}) for s in (0, 1)]
+    rows += [run_row("single", "siu", s, **{"name leak: unseen images": 0.0, "hallucinated": 0.9, "other": 0.1, "retain names": 0.95}) for s in (0, 1)]
+    table = unlearning_targets(pd.DataFrame(rows), base={"retain names": 1.0}).set_index(["run", "measure"])["holds"]
+    assert table[("ga, forget split", "name leak, unseen images")] and not table[("idk, forget split", "name leak, unseen images")]
+    assert not table[("idk, forget split", "retain names (base - 10 points)")]
+    assert table[("ga, forget split", "most frequent aftermath class")]
+    assert table[("idk, forget split", "highest refusal share of all methods")]
+    assert table[("siu, one person, one image", "most frequent aftermath class")]
+    assert table[("siu, one person, one image", "retain names (base - 10 points)")]
