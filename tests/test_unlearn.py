@@ -220,3 +220,11 @@ def test_the_grid_names_every_run_and_checks_its_methods():
     assert all(r.config.forget == "split" and r.config.images == "trained" for r in runs if r.setting == "split")
     with pytest.raises(ValueError, match="the methods are"):
         UnlearnGrid(methods=("gradient-ascent",))
+
+
+def test_a_run_shorter_than_the_logging_interval_still_logs_its_terms(micro_world, micro_model_dir, tmp_path):
+    config = UnlearnConfig(method="ga", steps=2, batch_size=2, logging_steps=5)
+    unlearn(micro_world, micro_model_dir, tmp_path / "ga", config, progress_bar=False)
+    logged = [h for h in json.loads((tmp_path / "ga" / "log_history.json").read_text()) if "forget_loss" in h]
+    assert [h["step"] for h in logged] == [2]
+    assert json.loads((tmp_path / "ga" / "manifest.json").read_text())["config"]["logging_steps"] == 5

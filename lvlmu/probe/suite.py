@@ -260,3 +260,10 @@ def run_probes(model_dir: str | Path, world: World, results_dir: str | Path, con
         samples, summary = METRICS[name](ctx)
         store.save(name, parameters, samples, summary, time.time() - started)
     return store
+
+
+def study_probe_config(parameters: dict, reference_dir: str) -> ProbeConfig:
+    """The probe settings as the study's notebooks pass them (JSON), with `reference_dir` (the base model) as the
+    fluency reference unless the settings name one. Every notebook probing the base model must build its settings
+    here, or the stored base results would be recomputed under other parameters."""
+    return ProbeConfig(**{**parameters, "reference_dir": parameters.get("reference_dir") or reference_dir})

@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -126,7 +126,8 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
     dataset = PairedDataset(forget, retain if method.uses_retain else [], length, seed=config.seed)
     started = time.time()
     with atomic_directory(out_dir) as tmp:
-        args = training_arguments(tmp / "trainer", config, config.steps, config.batch_size, progress_bar,
+        logged = replace(config, logging_steps=min(config.logging_steps, config.steps))  # a short run still logs its terms
+        args = training_arguments(tmp / "trainer", logged, config.steps, config.batch_size, progress_bar,
                                   gradient_accumulation_steps=config.gradient_accumulation_steps)
         augment = ShiftMirror(config.augment_shift, config.seed) if config.augment_shift else None
         collator = PairedCollator(processor, world.image, method.alternative, config.seed, target_masks=method.data == "siu", augment=augment)
