@@ -107,21 +107,22 @@ def unlearn_stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
     world_dir, models, probes = artifacts / "world", artifacts / "models", artifacts / "probes"
     base_inputs = (str(world_dir / "world.json"), str(models / "base" / "manifest.json"), str(models / "oracle" / "manifest.json"),
                    str(probes / "base" / "summary.json"), str(probes / "oracle" / "summary.json"))
-    runs, out = config.unlearn.runs(), []
+    runs, out, results = config.unlearn.runs(), [], {}
     showcase = next((run.name for run in runs if run.setting == "single"), runs[0].name if runs else None)
     for run in runs:
+        run_dir, results_dir = models / "unlearned" / run.name, probes / run.name
         parameters = {"world_dir": str(world_dir), "base_dir": str(models / "base"), "oracle_dir": str(models / "oracle"),
-                      "run_name": run.name, "run_dir": str(models / "unlearned" / run.name), "results_dir": str(probes / run.name),
+                      "run_name": run.name, "run_dir": str(run_dir), "results_dir": str(results_dir),
                       "reference_results_dir": str(probes), "unlearn_config": notebook_parameters(run.config),
                       "probe_config": notebook_parameters(config.probe)}
         out.append(Stage(run.name, parameters, inputs=base_inputs, template="unlearn", required=False,
                          notebook="book/notebooks/unlearn.ipynb" if run.name == showcase else str(artifacts / "runs" / f"{run.name}.ipynb"),
-                         outputs=(str(models / "unlearned" / run.name / "manifest.json"), str(probes / run.name / "summary.json"))))
-    results = {run.name: {"setting": run.setting, "method": run.label, "seed": run.config.seed, "forget": run.config.forget,
-                          "model_dir": str(models / "unlearned" / run.name), "results_dir": str(probes / run.name)} for run in runs}
+                         outputs=(str(run_dir / "manifest.json"), str(results_dir / "summary.json"))))
+        results[run.name] = {"setting": run.setting, "method": run.label, "seed": run.config.seed, "forget": run.config.forget,
+                             "model_dir": str(run_dir), "results_dir": str(results_dir)}
     out.append(Stage("methods", {"world_dir": str(world_dir), "runs": results, "reference_results_dir": str(probes),
                                  "oracle_dir": str(models / "oracle")},
-                     inputs=base_inputs + tuple(str(probes / run.name / "summary.json") for run in runs)))
+                     inputs=base_inputs + tuple(str(Path(r["results_dir"]) / "summary.json") for r in results.values())))
     return out
 
 

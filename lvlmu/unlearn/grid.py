@@ -69,16 +69,16 @@ class UnlearnGrid:
         runs = []
         for seed in self.seeds:
             for method in self.methods:
-                config = UnlearnConfig(**{"method": method, "forget": "split", "images": "trained", "steps": self.steps,
-                                          "seed": seed, **self.split_hyperparameters.get(method, {})})
+                config = self.config(seed, "split", "trained", {"method": method, **self.split_hyperparameters.get(method, {})})
                 runs.append(UnlearnRun(f"split-{method}-seed{seed}", "split", config))
             for name, overrides in self.split_variants.items():
-                config = UnlearnConfig(**{"forget": "split", "images": "trained", "steps": self.steps, "seed": seed, **overrides})
-                runs.append(UnlearnRun(f"split-{name}-seed{seed}", "split", config, label=name))
+                runs.append(UnlearnRun(f"split-{name}-seed{seed}", "split", self.config(seed, "split", "trained", overrides), label=name))
             for method in self.single_methods:
                 for k in range(self.single_people):
-                    config = UnlearnConfig(**{"method": method, "forget": f"split:{k}", "images": "single", "steps": self.steps,
-                                              "seed": seed, **self.single_hyperparameters.get(method, {})})
+                    config = self.config(seed, f"split:{k}", "single", {"method": method, **self.single_hyperparameters.get(method, {})})
                     runs.append(UnlearnRun(f"single-{method}-person{k}-seed{seed}", "single", config))
         return runs
 
+    def config(self, seed: int, forget: str, images: str, overrides: dict) -> UnlearnConfig:
+        """One run's config: the grid's steps and the seed, the setting's people and images, then the overrides."""
+        return UnlearnConfig(**{"forget": forget, "images": images, "steps": self.steps, "seed": seed, **overrides})

@@ -46,8 +46,9 @@ class UnlearnConfig:
     # names it `vision_tower` in LLaVA and `visual` in Qwen2-VL). Empty: train every weight.
     frozen: str = r".*\b(vision_tower|visual)\..*"
     # SIU's data: how many other people's QA pairs (T4) keep their knowledge, and how often the target examples
-    # (T1, T2) repeat against T3 and T4. Measured on the default world: 8 QA pairs and no repeat lost 10-20 points
-    # of retain recognition or left a quarter of the names; 32 and 3 keep both (see the unlearning chapter).
+    # (T1, T2) repeat against T3 and T4. On the default world's seed-0 sweep (benchmarks/sweep_unlearning.py), 8 pairs
+    # cost up to 20 points of retain recognition, 32 pairs without repeats left names on some people's new photos,
+    # and 32 with 3 repeats kept retain recognition within 3 points with almost no leak.
     other_qa: int = 32
     target_repeats: int = 3
     # Shift-and-mirror augmentation of the images (as in pretraining): max shift in pixels, 0 for none.
