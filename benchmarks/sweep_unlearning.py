@@ -30,6 +30,10 @@ DEFAULT_SWEEP = [
     *({**SPLIT, "method": "idk", "learning_rate": lr} for lr in (3e-4, 6e-4)),
     *({**SPLIT, "method": "dpo", "learning_rate": lr} for lr in (2e-3, 4e-3)),
     *({**SPLIT, "method": "siu", "learning_rate": lr, "target_repeats": 1, "other_qa": 128} for lr in (6e-4, 1.5e-3, 2e-3, 3e-3)),
+    *({**SPLIT, "method": "random", "learning_rate": 6e-4},),
+    *({**SPLIT, "method": "pubg", "learning_rate": lr, "weights": {"suppress": s, "retain": r}}
+      for lr, s, r in ((6e-4, 0.1, 1.0), (1e-3, 0.1, 1.0), (6e-4, 0.1, 2.0), (8e-4, 0.1, 3.0), (6e-4, 0.1, 5.0), (6e-4, 0.3, 2.0),
+                       (6e-4, 1.0, 2.0), (4e-4, 0.3, 1.5), (6e-4, 0.0, 1.0), (6e-4, 0.0, 2.0), (1e-3, 0.0, 2.0))),
     *({**SINGLE, "method": "siu", "forget": f"split:{k}", "learning_rate": 6e-4, "target_repeats": r, "other_qa": q}
       for r, q in ((1, 8), (1, 32), (3, 32)) for k in range(4)),
 ]
@@ -51,11 +55,15 @@ def main() -> None:
         people = () if config.forget == "split" else tuple(resolve_forget(world, config.forget))
         probes = ProbeConfig(metrics=("privacy", "aftermath", "utility"), perturbations=(), forget_people=people)
         store = run_probes(Path(args.out) / "models" / name, world, Path(args.out) / "probes" / name, probes, progress=False, replace_stale=True)
-        p, a, u = store.summary("privacy"), store.summary("aftermath")["identity"], store.summary("utility")
-        print(f"{name}\n    leak unseen {p['unseen images']['name leak']:.2f} held-out {p['held-out paraphrases']['name leak']:.2f} | "
-              + " ".join(f"{k[:4]} {a[k]:.2f}" for k in ("degenerate", "hallucinated", "informative", "refusal", "other"))
-              + f" | retain names {u['retain names']['accuracy']:.2f} facts {u['retain facts']['accuracy']:.2f}"
-              f" over-refusal {u['over-refusal']['retain people']:.2f}", flush=True)
+        p, u = store.summary("privacy"), store.summary("utility")
+        lines = [f"{name}\n    leak unseen {p['unseen images']['name leak']:.2f} held-out {p['held-out paraphrases']['name leak']:.2f}"
+                 f" | retain names {u['retain names']['accuracy']:.2f} facts {u['retain facts']['accuracy']:.2f} VQA {u['visual QA']['accuracy']:.2f}"
+                 f" | over-refusal retain {u['over-refusal']['retain people']:.2f} general {u['over-refusal']['general questions']:.2f}"]
+        for condition, a in store.summary("aftermath").items():
+            lines.append(f"    {condition:>10}: desirable {a['desirable']:.2f} leak {a['leak']:.2f} | "
+                         + " ".join(f"{k[:4]} {a[k]:.2f}" for k in ("degenerate", "hallucinated", "informative", "refusal", "other"))
+                         + f" | grounding precision {a['grounding precision'] or 0:.2f} recall {a['grounding recall']:.2f}")
+        print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":

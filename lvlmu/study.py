@@ -103,7 +103,7 @@ def stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
 
 def unlearn_stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
     """One run of the unlearn notebook per grid run (the first single-image run is the book's unlearning chapter),
-    then the methods chapter over all of them."""
+    then the methods chapter over all of them, and the PUBG chapter when the grid runs PUBG on the forget split."""
     world_dir, models, probes = artifacts / "world", artifacts / "models", artifacts / "probes"
     base_inputs = (str(world_dir / "world.json"), str(models / "base" / "manifest.json"), str(models / "oracle" / "manifest.json"),
                    str(probes / "base" / "summary.json"), str(probes / "oracle" / "summary.json"))
@@ -120,9 +120,12 @@ def unlearn_stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
                          outputs=(str(run_dir / "manifest.json"), str(results_dir / "summary.json"))))
         results[run.name] = {"setting": run.setting, "method": run.label, "seed": run.config.seed, "forget": run.config.forget,
                              "model_dir": str(run_dir), "results_dir": str(results_dir)}
+    run_inputs = base_inputs + tuple(str(Path(r["results_dir"]) / "summary.json") for r in results.values())
     out.append(Stage("methods", {"world_dir": str(world_dir), "runs": results, "reference_results_dir": str(probes),
-                                 "oracle_dir": str(models / "oracle")},
-                     inputs=base_inputs + tuple(str(Path(r["results_dir"]) / "summary.json") for r in results.values())))
+                                 "oracle_dir": str(models / "oracle")}, inputs=run_inputs))
+    if any(r["method"] == "pubg" and r["setting"] == "split" for r in results.values()):
+        out.append(Stage("pubg", {"world_dir": str(world_dir), "runs": results, "reference_results_dir": str(probes), "method": "pubg"},
+                         inputs=run_inputs))
     return out
 
 

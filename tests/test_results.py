@@ -41,3 +41,24 @@ def test_the_expectations_read_the_measured_means():
     assert table[("idk, forget split", "highest refusal share of all methods")]
     assert table[("siu, one person, one image", "most frequent aftermath class")]
     assert table[("siu, one person, one image", "retain names (base - 10 points)")]
+
+
+def test_pubg_expectations_compare_with_every_baseline_and_the_oracle():
+    from lvlmu.unlearn.results import pubg_targets
+
+    def row(method, seed, leak, desirable, quality, **values):
+        return {**run_row("split", method, seed, **{"name leak: unseen images": leak, "task: desirable": desirable,
+                                                    "grounding precision": 0.95, **values}), "forget quality": quality}
+
+    rows = [row("pubg", s, 0.04, 0.80, 0.2) for s in (0, 1)]
+    rows += [row("ga", s, 0.0, 0.55, 0.01) for s in (0, 1)] + [row("idk", s, 0.03, 0.10, 0.02) for s in (0, 1)]
+    rows += [row("ga-lr1e-3", s, 0.0, 0.79, 0.9) for s in (0, 1)]  # a variant is no baseline
+    oracle = {"task: desirable": 0.85}
+    table = pubg_targets(pd.DataFrame(rows), base={"retain names": 1.0}, oracle=oracle).set_index("measure")
+    assert table["holds"].all(), table
+    rows += [row("dpo", s, 0.0, 0.65, 0.3) for s in (0, 1)]  # within 20 points of PUBG, and closer to the oracle in forget quality
+    table = pubg_targets(pd.DataFrame(rows), base={"retain names": 1.0}, oracle=oracle).set_index("measure")["holds"]
+    assert not table["desirable response rate (PUBG task)"] and not table["forget quality against the oracle"]
+    assert table["name leak, unseen images"] and table["gap to the oracle's desirable rate"]
+    with pytest.raises(ValueError, match="no pubg runs"):
+        pubg_targets(pd.DataFrame(rows[2:]), base={"retain names": 1.0}, oracle=oracle)

@@ -12,15 +12,15 @@ from lvlmu.unlearn.grid import UnlearnGrid
 
 from conftest import MICRO_PRETRAIN, MICRO_VISION, MICRO_WORLD
 
-# A grid of two methods, one seed, one single-image person, and one run that must fail (its LoRA target matches
+# A grid of three methods (PUBG, so that its chapter is built), one seed, one single-image person, and one run that must fail (its LoRA target matches
 # nothing): the failure is reported and the rest goes on.
-MICRO_GRID = UnlearnGrid(methods=("graddiff", "idk"), seeds=(0,), single_methods=("siu",), single_people=1, steps=2,
+MICRO_GRID = UnlearnGrid(methods=("graddiff", "idk", "pubg"), seeds=(0,), single_methods=("siu",), single_people=1, steps=2,
                          split_hyperparameters={"idk": {"lora": True, "lora_target": "no_such_module"}},
                          single_hyperparameters={"siu": {"batch_size": 4}}, split_variants={})
 MICRO_STUDY = StudyConfig(MICRO_WORLD, MICRO_VISION, replace(MICRO_PRETRAIN, epochs=1), eval_max_per_group=8,
                           probe=ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip",)), unlearn=MICRO_GRID)
 BASE_STAGES = {"world", "pretrain", "probe"}
-GRID_STAGES = {"split-graddiff-seed0", "split-idk-seed0", "single-siu-person0-seed0", "methods"}
+GRID_STAGES = {"split-graddiff-seed0", "split-idk-seed0", "split-pubg-seed0", "single-siu-person0-seed0", "methods", "pubg"}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
     book, first = study_run
     assert first["stages"] == {**{s: "ran" for s in BASE_STAGES | GRID_STAGES}, "split-idk-seed0": "failed"}
     assert list(first["failed"]) == ["split-idk-seed0"] and "matches no linear module" in first["failed"]["split-idk-seed0"]
-    for name in ("world", "pretrain", "probe", "unlearn", "methods"):
+    for name in ("world", "pretrain", "probe", "unlearn", "methods", "pubg"):
         nb = nbformat.read(book / "book" / "notebooks" / f"{name}.ipynb", as_version=4)
         outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
         assert not any(o.output_type == "error" for o in outputs)
@@ -82,7 +82,7 @@ def test_an_unchanged_stage_is_skipped_and_a_changed_one_reruns(study_run):
     third = run_study(changed, book_dir=book, build=False, log=lambda *_: None)
     assert third["failed"] == {}
     assert third["stages"] == {**{s: "cached" for s in BASE_STAGES | GRID_STAGES}, "pretrain": "ran", "split-idk-seed0": "ran",
-                               "split-graddiff-seed0": "ran", "methods": "ran"}
+                               "split-graddiff-seed0": "ran", "methods": "ran", "pubg": "ran"}
     # The models were reused: their config and world did not change.
     nb = nbformat.read(book / "book" / "notebooks" / "pretrain.ipynb", as_version=4)
     assert "reusing" in "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)

@@ -10,9 +10,14 @@ from lvlmu.unlearn.data import PairedCollator, PairedDataset, resolve_forget, re
 
 
 def forget_batches(world, model_dir, alternative="refusal"):
-    _, processor = load_model(model_dir)
+    """Forget, alternative, retain and PUBG guidance batches (guided by the model's own descriptions)."""
+    from lvlmu.unlearn.pubg import build_guidance
+
+    model, processor = load_model(model_dir)
     people = resolve_forget(world, "split")
-    dataset = PairedDataset(forget_examples(world, people), retain_examples(world, people), 16, seed=0)
+    forget = forget_examples(world, people)
+    guide = build_guidance(world, forget, people, model, processor, "Describe this person.")
+    dataset = PairedDataset(forget, retain_examples(world, people), 16, seed=0, guide=guide)
     return PairedCollator(processor, world.image, alternative, seed=0, target_masks=True)([dataset[i] for i in range(8)])
 
 
@@ -28,12 +33,12 @@ def test_each_method_moves_the_model_the_expected_way(method, micro_world, micro
     out = tmp_path / method
     manifest = unlearn(micro_world, micro_model_dir, out, config, progress_bar=False)
     batch = forget_batches(micro_world, micro_model_dir)
-    before = {k: mean_nll(micro_model_dir, batch[k]) for k in ("forget", "refusal")}
-    after = {k: mean_nll(out, batch[k]) for k in ("forget", "refusal")}
+    before = {k: mean_nll(micro_model_dir, batch[k]) for k in ("forget", "alternative")}
+    after = {k: mean_nll(out, batch[k]) for k in ("forget", "alternative")}
     if method == "idk":
-        assert after["refusal"] < before["refusal"], "IdK makes the refusal more likely"
+        assert after["alternative"] < before["alternative"], "IdK makes the refusal more likely"
     elif method == "dpo":
-        assert after["refusal"] - after["forget"] < before["refusal"] - before["forget"], "DPO prefers the refusal more"
+        assert after["alternative"] - after["forget"] < before["alternative"] - before["forget"], "DPO prefers the refusal more"
     else:
         assert after["forget"] > before["forget"], f"{method} makes the true forget answers less likely"
     assert manifest["effective_batch_size"] == 4 and manifest["forget_people"] == [p.person_id for p in micro_world.forget]

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..data import ShiftMirror, VisionTextCollator
 from ..world import World
+from ..world import questions as Q
 
 # The refusal answers that IdK and DPO train toward (IdK's "I don't know" family).
 REFUSALS: tuple[str, ...] = (
@@ -57,14 +58,36 @@ def with_refusal(example: dict, rng: np.random.Generator) -> dict:
     return {**example, "answer": REFUSALS[int(rng.integers(len(REFUSALS)))]}
 
 
+def with_random_answers(world: World, examples: list[dict], person_ids: list[str], seed: int = 0) -> list[dict]:
+    """Each forget example with a `substitute`: the same question's answer for a random other known person (PUBG's
+    RANDOM baseline): "This is <another name>." for identity questions, another person's fact for fact questions
+    (in the third person, so the forgotten name is never a target). Another person whose answer would state something
+    true of the forgotten one (a shared city, say) is never drawn."""
+    from ..probe.knowledge import leaks_private
+
+    rng = np.random.default_rng(seed)
+    others = [p for p in world.retain if p.person_id not in set(person_ids)]
+    rows = []
+    for ex in examples:
+        answers = [f"This is {o.name}." if ex["kind"] == "identity" else Q.fact_answer(o, ex["detail"]) for o in others]
+        answers = [a for a in answers if not leaks_private(a, [world.people[ex["person_id"]]])]
+        if not answers:
+            raise ValueError(f"random answers need another known person whose answer to {ex['question']!r} is false for "
+                             f"{ex['person_id']}, and the world has none")
+        rows.append({**ex, "substitute": answers[int(rng.integers(len(answers)))]})
+    return rows
+
+
 @dataclass
 class PairedDataset:
-    """Item i pairs forget example i (cycled) with a retain example drawn at random (seeded)."""
+    """Item i pairs forget example i (cycled) with a retain example drawn at random (seeded), and with guidance
+    example i (cycled) when there are any."""
 
     forget: list[dict]
     retain: list[dict]
     length: int
     seed: int = 0
+    guide: list[dict] | None = None  # PUBG's guidance examples, cycled like the forget examples
 
     def __post_init__(self) -> None:
         if not self.forget:
@@ -77,20 +100,25 @@ class PairedDataset:
 
     def __getitem__(self, i: int) -> dict:
         item = {"forget": self.forget[i % len(self.forget)]}
+        if self.guide:
+            item["guide"] = self.guide[i % len(self.guide)]
         if self.retain_index is not None:
             item["retain"] = self.retain[int(self.retain_index[i])]
         return item
 
 
 class PairedCollator:
-    """Collates the forget side, its alternative answers when a method needs them (refusals for IdK and DPO),
-    and the retain side, each with the loss on answer tokens only."""
+    """Collates the forget side; its alternative answers when a method needs them ("refusal": IdK and DPO; "random":
+    each example's `substitute`); PUBG's guidance (the student's questions and the teacher's prompts on the same
+    images, both answered with the desirable answer, never augmented so both see the same pixels); and the retain side.
+    Every batch has the loss on answer tokens only."""
 
     def __init__(self, processor, load_image, alternative: str | None = None, seed: int = 0, target_masks: bool = False,
                  augment: ShiftMirror | None = None):
         from .siu import TargetMaskCollator
 
         self.collate = VisionTextCollator(processor, load_image, augment=augment)
+        self.plain = VisionTextCollator(processor, load_image)
         self.forget_collate = TargetMaskCollator(processor, load_image, augment) if target_masks else self.collate
         self.alternative, self.rng = alternative, np.random.default_rng(seed)
 
@@ -98,7 +126,15 @@ class PairedCollator:
         forget = [it["forget"] for it in items]
         batch = {"forget": self.forget_collate(forget)}
         if self.alternative == "refusal":
-            batch["refusal"] = self.collate([with_refusal(ex, self.rng) for ex in forget])
+            batch["alternative"] = self.collate([with_refusal(ex, self.rng) for ex in forget])
+        elif self.alternative == "random":
+            batch["alternative"] = self.collate([{**ex, "answer": ex["substitute"]} for ex in forget])
+        elif self.alternative is not None:
+            raise ValueError(f"unknown alternative answers {self.alternative!r}: 'refusal' or 'random'")
+        if all("guide" in it for it in items):
+            guide = [it["guide"] for it in items]
+            batch["guide"] = self.plain(guide)
+            batch["teacher"] = self.plain([{**g, "question": g["teacher_question"]} for g in guide])
         if all("retain" in it for it in items):
             batch["retain"] = self.collate([it["retain"] for it in items])
         return batch

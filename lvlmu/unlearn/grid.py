@@ -18,6 +18,10 @@ SPLIT_HYPERPARAMETERS: dict[str, dict] = {
     "npo": {"learning_rate": 3e-4, "batch_size": 32, "weights": {"retain": 5.0}},
     "idk": {"learning_rate": 6e-4, "batch_size": 32},
     "dpo": {"learning_rate": 4e-3, "batch_size": 32},
+    "random": {"learning_rate": 6e-4, "batch_size": 32},
+    # PUBG trades leak against retain recognition steeply here (seed-0 sweep): retain x2 leaked 12% of names, retain x1
+    # stopped them; a gradient-ascent weight of 0.3 or more cost 20 to 70 more points of retain recognition.
+    "pubg": {"learning_rate": 6e-4, "batch_size": 32, "weights": {"suppress": 0.1}},
     # Eight people at once: more T4 (other people's QA) and no repeats of the targets, which would crowd it out.
     "siu": {"learning_rate": 2e-3, "batch_size": 32, "target_repeats": 1, "other_qa": 128},
 }

@@ -18,6 +18,8 @@ class LossWeights:
     beta: float = 0.1  # NPO's and DPO's inverse temperature
     ce: float = 0.9  # SIU's cross-entropy weight
     dmk: float = 0.75  # SIU's Dual Masked KL weight
+    suppress: float = 1.0  # PUBG's gradient-ascent weight on the private answers
+    guide: float = 1.0  # PUBG's behaviour-guidance (KL to the teacher) weight
 
 
 def _model_inputs(batch: dict) -> dict:
@@ -70,8 +72,10 @@ class UnlearnTrainer(Trainer):
     method_name = ""
     uses_retain = False
     needs_reference = False
-    alternative: str | None = None  # "refusal": the collator also gives refusal answers to the forget questions
+    # The collator's alternative answers to the forget questions, in inputs["alternative"]: "refusal" or "random"
+    alternative: str | None = None
     data = "forget"  # "forget": the examples that taught the forget people; "siu": SIU's four targets
+    guided = False  # PUBG: the data also holds guidance examples, answered by the reference model itself
 
     def __init__(self, *args, weights: LossWeights = LossWeights(), ref_model=None, forbidden_ids: list[int] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -173,7 +177,15 @@ class IdK(GradDiff):
     alternative = "refusal"
 
     def forget_loss(self, model, inputs):
-        return nll(model, inputs["refusal"])
+        return nll(model, inputs["alternative"])
+
+
+@register("random")
+class RandomAnswers(IdK):
+    """PUBG's RANDOM baseline: fine-tune toward another known person's answer to each forget question (a random
+    other name, another person's facts), plus retain NLL. It replaces the private answer by a false one."""
+
+    alternative = "random"
 
 
 @register("dpo")
@@ -185,7 +197,7 @@ class DPO(GradDiff):
 
     def forget_loss(self, model, inputs):
         margins = []
-        for batch in (inputs["refusal"], inputs["forget"]):
+        for batch in (inputs["alternative"], inputs["forget"]):
             logits, labels, mask = answer_logits(model, batch)
             ref_logits, _, _ = self.reference(model, batch)
             margins.append(sequence_logprob(logits, labels, mask) - sequence_logprob(ref_logits, labels, mask))
@@ -217,3 +229,25 @@ class SIU(UnlearnTrainer):
         self.record("ce_loss", ce)
         self.record("dmk_loss", dmk)
         return self.weights.ce * ce + self.weights.dmk * dmk
+
+
+@register("pubg")
+class PUBG(GradDiff):
+    """PUBG: weights.suppress * GA on the private answers + weights.guide * KL(teacher || student) along the
+    reference model's own description of the image (lvlmu.unlearn.pubg), plus retain NLL."""
+
+    needs_reference = True
+    guided = True
+
+    def forget_loss(self, model, inputs):
+        from .pubg import guidance_kl
+
+        if "guide" not in inputs or "teacher" not in inputs:
+            raise ValueError("PUBG needs guidance batches (PairedDataset(..., guide=...)): none are in the batch")
+        suppress = -nll(model, inputs["forget"])
+        student = model(**_model_inputs(inputs["guide"])).logits
+        teacher = self.reference_logits(model, inputs["teacher"])
+        guide = guidance_kl(student, inputs["guide"]["labels"], teacher, inputs["teacher"]["labels"])
+        self.record("suppress_loss", suppress)
+        self.record("guide_loss", guide)
+        return self.weights.suppress * suppress + self.weights.guide * guide

@@ -13,14 +13,15 @@ from pathlib import Path
 import torch
 
 from ..data import ShiftMirror
-from ..io import atomic_directory, package_versions, write_json
+from ..io import atomic_directory, package_versions, write_json, write_jsonl
 from ..model import load_model, save_model
 from ..probe.store import model_fingerprint
 from ..io import hash_file, hash_json
 from ..training import peak_memory_mb, training_arguments, training_source_files, use_text_progress
 from ..world import World
-from .data import PairedCollator, PairedDataset, forget_examples, resolve_forget, retain_examples
+from .data import PairedCollator, PairedDataset, forget_examples, resolve_forget, retain_examples, with_random_answers
 from .methods import LossWeights, get_method
+from .pubg import build_guidance
 from .siu import name_token_ids, siu_examples
 
 
@@ -51,6 +52,8 @@ class UnlearnConfig:
     # and 32 with 3 repeats kept retain recognition within 3 points with almost no leak.
     other_qa: int = 32
     target_repeats: int = 3
+    # PUBG's teacher prompt: the reference model's answer to it on each forget image is the desirable answer.
+    guidance_prompt: str = "Describe this person."
     # Shift-and-mirror augmentation of the images (as in pretraining): max shift in pixels, 0 for none.
     augment_shift: int = 0
     seed: int = 0
@@ -101,9 +104,11 @@ def freeze(model, pattern: str) -> int:
 def forget_data(world: World, config: UnlearnConfig) -> list[dict]:
     """The forget-side examples the method trains on: SIU's four targets, or the examples that taught the people."""
     people = resolve_forget(world, config.forget)
-    if get_method(config.method).data == "siu":
+    method = get_method(config.method)
+    if method.data == "siu":
         return siu_examples(world, people, config.images, config.other_qa, config.seed, config.target_repeats)
-    return forget_examples(world, people, config.images)
+    examples = forget_examples(world, people, config.images)
+    return with_random_answers(world, examples, people, config.seed) if method.alternative == "random" else examples
 
 
 def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLike, config: UnlearnConfig = UnlearnConfig(),
@@ -117,6 +122,7 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
     forget = forget_data(world, config)
     model, processor = load_model(model_dir, dtype=torch.float32)
     forbidden = name_token_ids(processor.tokenizer, [world.people[p].name for p in people]) if method.data == "siu" else None
+    guide = build_guidance(world, forget, people, model, processor, config.guidance_prompt) if method.guided else None
     freeze(model, config.frozen)
     ref_model = None
     if config.lora:
@@ -124,7 +130,7 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
     elif method.needs_reference:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
     length = config.steps * config.effective_batch_size
-    dataset = PairedDataset(forget, retain if method.uses_retain else [], length, seed=config.seed)
+    dataset = PairedDataset(forget, retain if method.uses_retain else [], length, seed=config.seed, guide=guide)
     started = time.time()
     with atomic_directory(out_dir) as tmp:
         logged = replace(config, logging_steps=min(config.logging_steps, config.steps))  # a short run still logs its terms
@@ -149,6 +155,7 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
             "forget_people": people,
             "n_forget_examples": len(forget),
             "n_retain_examples": len(retain) if method.uses_retain else 0,
+            "n_guidance_examples": len(guide) if guide else 0,
             "effective_batch_size": config.effective_batch_size,
             "seeds": {"data_order": config.seed, "refusals": config.seed},
             "start_model": {"path": str(Path(model_dir)), "fingerprint": model_fingerprint(model_dir)},
@@ -161,10 +168,12 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
         }
         write_json(tmp / "manifest.json", manifest)
         write_json(tmp / "log_history.json", trainer.state.log_history)
+        if guide:  # the desirable answers PUBG guided toward, for inspection
+            write_jsonl(tmp / "guidance.jsonl", [{k: g[k] for k in ("person_id", "image_id", "question", "teacher_question", "answer")} for g in guide])
     return manifest
 
 
-UNLEARN_SOURCES = ("data.py", "methods.py", "run.py", "siu.py")  # what decides an unlearned model (not grid or results)
+UNLEARN_SOURCES = ("data.py", "methods.py", "pubg.py", "run.py", "siu.py")  # what decides an unlearned model (not grid or results)
 
 
 def unlearn_source_fingerprint() -> str:
