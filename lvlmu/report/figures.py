@@ -170,13 +170,13 @@ def privacy_utility(summary: pd.DataFrame, base: dict, oracle: dict, x: str = "r
     """One point per (setting, method) with 95% error bars: `y` (a leak, in %) against `x` (what is kept, in %),
     from mean_ci's table; the base and the oracle marked."""
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    colours = plt.get_cmap("tab10")
     methods = list(dict.fromkeys(summary.index.get_level_values("method")))
+    colours = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
     for (setting, method), row in summary.iterrows():
         xerr, yerr = (row.get((x, "±")), row.get((y, "±")))
         ax.errorbar(row[(x, "mean")] * 100, row[(y, "mean")] * 100,
                     xerr=None if pd.isna(xerr) else xerr * 100, yerr=None if pd.isna(yerr) else yerr * 100,
-                    fmt=METHOD_MARKERS.get(setting, "o"), ms=8, capsize=3, color=colours(methods.index(method) % 10),
+                    fmt=METHOD_MARKERS.get(setting, "o"), ms=8, capsize=3, color=colours(methods.index(method) % colours.N),
                     label=f"{method} ({'one person, one image' if setting == 'single' else 'forget split'})")
     for name, figures_, marker in (("base", base, "*"), ("oracle", oracle, "P")):
         ax.scatter(figures_[x] * 100, figures_[y] * 100, marker=marker, s=220, color=MODEL_COLOURS[name], edgecolor="black", zorder=5, label=name)

@@ -42,7 +42,10 @@ def collect_runs(runs: dict[str, dict], world: World, reference_results_dir: str
                      "steps": manifest["config"]["steps"], "effective batch size": manifest["effective_batch_size"],
                      "seconds": manifest["wall_seconds"], "peak memory (MB)": manifest["peak_memory_mb"],
                      "people forgotten": len(manifest["forget_people"])})
-    return pd.DataFrame(rows), missing
+    frame = pd.DataFrame(rows)
+    measures = [c for c in frame.columns if c not in ("run", "setting", "method", "seed", "forget")]
+    # A measure no run could compute (say, grounding precision when no answer states a trait) is NaN, not dropped.
+    return frame.astype({c: float for c in measures}), missing
 
 
 def method_means(frame: pd.DataFrame, setting: str) -> pd.DataFrame:
