@@ -119,8 +119,7 @@ def pubg_targets(frame: pd.DataFrame, base: dict[str, float], oracle: dict[str, 
     leak, best_leak = m["name leak: unseen images"], baselines["name leak: unseen images"].min()
     desirable, runner_up = m["task: desirable"], baselines["task: desirable"].max()
     gap = (split["task: desirable"] - oracle["task: desirable"]).abs()
-    quality = split["forget quality"].astype(float)
-    others = [name for name in baselines.index]
+    quality, others = split["forget quality"], list(baselines.index)
     rows = [
         ("name leak, unseen images", f"≤ best baseline + {leak_margin:.0%} ({best_leak:.1%} + {leak_margin:.0%})", f"{leak:.1%}", leak <= best_leak + leak_margin),
         ("desirable response rate (PUBG task)", f"≥ every baseline + {desirable_margin:.0%} (best: {baselines['task: desirable'].idxmax()} {runner_up:.1%})",
