@@ -1,6 +1,6 @@
 # lvlmu: two commands for a fresh machine.
 #   make study   build the venv, run the study pipeline, build the book into _build/html
-#   make test    build the venv and run the test suite
+#   make test    build the venv, install Chromium if missing, and run the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= full
@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: study test install clean
+.PHONY: study test install chromium clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,7 +25,12 @@ install: $(VENV)/.installed
 study: $(VENV)/.installed
 	$(PY) -m lvlmu study --profile $(PROFILE)
 
-test: $(VENV)/.installed
+# The book test opens the built pages in headless Chromium (Debian's package).
+chromium:
+	@command -v chromium > /dev/null || { [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium > /dev/null; }
+
+test: $(VENV)/.installed chromium
 	$(PY) -m pytest
 
 clean:

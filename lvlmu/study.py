@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .io import hash_file, hash_json, package_versions, write_json
@@ -32,6 +32,8 @@ class StudyConfig:
     eval_max_per_group: int = 200
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     unlearn: UnlearnGrid = field(default_factory=UnlearnGrid)
+    # How many notebooks run at once where their needs allow (the grid's runs, the chapters), one thread each.
+    jobs: int = 2
 
 
 PROFILES: dict[str, StudyConfig] = {
@@ -53,6 +55,10 @@ class Stage:
     template: str = ""  # the notebook it executes, by name; default: the stage's name
     notebook: str = ""  # where the executed notebook goes; default: the book's chapter of that name
     required: bool = True  # a failure stops the pipeline; otherwise it is reported at the end and the rest goes on
+    needs: tuple[str, ...] = ()  # stages that must finish (or fail, if not required) before this one starts
+    threads: int = 2  # torch threads of its kernel; stages that may run side by side take one each
+    # A chapter over grid runs: the runs it reads. When none has results, the chapter is a page naming them instead.
+    reads_runs: tuple[str, ...] | None = None
 
     @property
     def template_name(self) -> str:
@@ -87,6 +93,7 @@ def stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
             inputs=(str(world_dir / "world.json"),),
             outputs=tuple(str(p) for p in (models / "vision" / "manifest.json", models / "base" / "manifest.json", models / "oracle" / "manifest.json",
                                            artifacts / "results" / "recall_base.jsonl", artifacts / "results" / "recall_oracle.jsonl")),
+            needs=("world",), threads=config.pretrain.threads,
         ),
         Stage(
             "probe",
@@ -96,37 +103,59 @@ def stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
              "pretrain_config": notebook_parameters(config.pretrain), "probe_config": notebook_parameters(config.probe)},
             inputs=tuple(str(p) for p in (world_dir / "world.json", models / "base" / "manifest.json", models / "oracle" / "manifest.json")),
             outputs=tuple(str(artifacts / "probes" / name / "summary.json") for name in ("base", "oracle", "oracle_seed1")),
+            needs=("pretrain",), threads=config.pretrain.threads,
         ),
         *unlearn_stages(config, artifacts),
     ]
 
 
+def grid_runs(config: StudyConfig, artifacts: Path) -> dict[str, dict]:
+    """Each run of the grid as the chapters read it: setting, method, seed, forget, and where its model and results lie."""
+    models, probes = artifacts / "models", artifacts / "probes"
+    return {run.name: {"setting": run.setting, "method": run.label, "seed": run.config.seed, "forget": run.config.forget,
+                       "model_dir": str(models / "unlearned" / run.name), "results_dir": str(probes / run.name)}
+            for run in config.unlearn.runs()}
+
+
 def unlearn_stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
-    """One run of the unlearn notebook per grid run (the first single-image run is the book's unlearning chapter),
-    then the methods chapter over all of them, and the PUBG chapter when the grid runs PUBG on the forget split."""
+    """One notebook run per grid run (the first single-image run is the book's unlearning chapter; the others run a
+    shorter template whose notebooks stay with the artifacts), then the chapters that read them all."""
     world_dir, models, probes = artifacts / "world", artifacts / "models", artifacts / "probes"
     base_inputs = (str(world_dir / "world.json"), str(models / "base" / "manifest.json"), str(models / "oracle" / "manifest.json"),
                    str(probes / "base" / "summary.json"), str(probes / "oracle" / "summary.json"))
-    runs, out, results = config.unlearn.runs(), [], {}
-    showcase = next((run.name for run in runs if run.setting == "single"), runs[0].name if runs else None)
+    runs, out = config.unlearn.runs(), []
+    results = grid_runs(config, artifacts)
+    # The unlearning chapter shows SIU in its own setting when the grid has it.
+    singles = [run for run in runs if run.setting == "single"]
+    showcase = next((run.name for run in singles if run.label == "siu"), (singles or runs)[0].name if runs else None)
+    first_on_people: dict = {}
     for run in runs:
         run_dir, results_dir = models / "unlearned" / run.name, probes / run.name
         parameters = {"world_dir": str(world_dir), "base_dir": str(models / "base"), "oracle_dir": str(models / "oracle"),
                       "run_name": run.name, "run_dir": str(run_dir), "results_dir": str(results_dir),
                       "reference_results_dir": str(probes), "unlearn_config": notebook_parameters(run.config),
                       "probe_config": notebook_parameters(config.probe)}
-        out.append(Stage(run.name, parameters, inputs=base_inputs, template="unlearn", required=False,
-                         notebook="book/notebooks/unlearn.ipynb" if run.name == showcase else str(artifacts / "runs" / f"{run.name}.ipynb"),
-                         outputs=(str(run_dir / "manifest.json"), str(results_dir / "summary.json"))))
-        results[run.name] = {"setting": run.setting, "method": run.label, "seed": run.config.seed, "forget": run.config.forget,
-                             "model_dir": str(run_dir), "results_dir": str(results_dir)}
+        # The first run on a set of people probes the base and the oracle on them; the others wait for it rather than
+        # race it to write the same reference results.
+        first = first_on_people.setdefault(run.config.forget, run.name)
+        needs = ("probe",) if first == run.name or run.config.forget == "split" else ("probe", first)
+        showcased = run.name == showcase
+        out.append(Stage(run.name, parameters, inputs=base_inputs, template="unlearn" if showcased else "run", required=False,
+                         notebook="book/notebooks/unlearn.ipynb" if showcased else str(artifacts / "runs" / f"{run.name}.ipynb"),
+                         outputs=(str(run_dir / "manifest.json"), str(results_dir / "summary.json")), needs=needs,
+                         threads=config.unlearn.threads))
     run_inputs = base_inputs + tuple(str(Path(r["results_dir"]) / "summary.json") for r in results.values())
-    out.append(Stage("methods", {"world_dir": str(world_dir), "runs": results, "reference_results_dir": str(probes),
-                                 "oracle_dir": str(models / "oracle")}, inputs=run_inputs))
-    if any(r["method"] == "pubg" and r["setting"] == "split" for r in results.values()):
-        out.append(Stage("pubg", {"world_dir": str(world_dir), "runs": results, "reference_results_dir": str(probes), "method": "pubg"},
-                         inputs=run_inputs))
-    return out
+    chapter = {"world_dir": str(world_dir), "runs": results, "reference_results_dir": str(probes)}
+    grid_names = tuple(results)
+    pubg_runs = tuple(name for name, r in results.items() if r["method"] == "pubg" and r["setting"] == "split")
+    chapters = [
+        Stage("compare", {**chapter, "oracle_dir": str(models / "oracle")}, inputs=run_inputs, reads_runs=grid_names),
+        Stage("pubg", {**chapter, "method": "pubg"}, inputs=run_inputs, reads_runs=pubg_runs),
+        Stage("claims", chapter, inputs=run_inputs, reads_runs=grid_names),
+        Stage("intro", chapter, inputs=run_inputs, reads_runs=grid_names),
+    ]
+    # Chapters run side by side after every run, one thread each; a chapter that fails is reported like a run.
+    return out + [replace(stage, needs=grid_names or ("probe",), threads=1, required=False) for stage in chapters]
 
 
 def source_fingerprint() -> str:
@@ -169,13 +198,22 @@ def run_stage(stage: Stage, notebooks_dir: Path, book_dir: Path, cache_dir: Path
         papermill.execute_notebook(str(template), str(partial), parameters=stage.parameters, kernel_name=kernel,
                                    cwd=str(book_dir), progress_bar=stream_output, log_output=stream_output)
     except Exception as error:
-        cause = "\n".join(str(error).strip().splitlines()[-12:])
-        raise RuntimeError(f"stage {stage.name!r} failed; its partly executed notebook is {partial}. The error:\n{cause}") from error
+        raise RuntimeError(f"stage {stage.name!r} failed; its partly executed notebook is {partial}. "
+                           f"The traceback:\n{notebook_traceback(error)}") from error
     tag_parameter_cells(partial)
     os.replace(partial, output)
     write_json(record_path, {"key": key, "stage": stage.name, "parameters": stage.parameters,
                              "wall_seconds": time.time() - started, "versions": package_versions()})
     return "ran"
+
+
+def notebook_traceback(error: Exception, max_lines: int = 40) -> str:
+    """The failing cell's traceback as plain text (papermill's error carries it with terminal colours)."""
+    import re
+
+    lines = getattr(error, "traceback", None) or str(error).strip().splitlines()
+    text = "\n".join(re.sub(r"\x1b\[[0-9;]*m", "", line) for line in lines).splitlines()
+    return "\n".join(text[-max_lines:])
 
 
 def tag_parameter_cells(path: Path) -> None:
@@ -216,41 +254,117 @@ def stage_book_sources(book_dir: Path) -> None:
         shutil.copy2(page, book_dir / "book" / page.name)
 
 
+def missing_results_page(stage: Stage, book_dir: Path) -> None:
+    """A chapter none of whose runs has results becomes a page that names them, instead of empty tables."""
+    import nbformat
+
+    title = {"pubg": "PUBG against the baselines", "compare": "Every method compared", "claims": "The papers' claims, checked",
+             "intro": "Unlearning in vision-language models"}.get(stage.name, stage.name)
+    names = ", ".join(f"`{name}`" for name in stage.reads_runs) or "(the grid has none)"
+    text = (f"# {title}\n\n:::{{warning}}\nThis chapter has no results to show: none of the runs it reads has finished. "
+            f"The missing runs: {names}.\n\nRun the study without `--only` (`python -m lvlmu study`) to make them.\n:::\n")
+    path = book_dir / stage.notebook_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(text)]), path)
+
+
+def has_results(run: dict, book_dir: Path) -> bool:
+    return (book_dir / run["results_dir"] / "summary.json").exists() and (book_dir / run["model_dir"] / "manifest.json").exists()
+
+
+def _execute(stage: Stage, notebooks_dir: Path, book_dir: Path, cache_dir: Path, kernel: str, force: bool, stream_output: bool) -> tuple[str, str, float]:
+    """Run one stage with its thread count (the kernel inherits the environment); returns (status, error, seconds)."""
+    started = time.time()
+    os.environ["LVLMU_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(stage.threads)
+    try:
+        return run_stage(stage, notebooks_dir, book_dir, cache_dir, kernel, force, stream_output), "", time.time() - started
+    except RuntimeError as error:
+        return "failed", str(error), time.time() - started
+
+
 def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = REPO_DIR, artifacts: str | os.PathLike | None = None,
               notebooks_dir: str | os.PathLike = REPO_DIR / "notebooks", build: bool = True, force: bool = False,
-              kernel: str | None = None, log=print, stream_output: bool = False) -> dict:
-    """Run every stage (skipping unchanged ones), then build the book. Returns what ran, what failed (runs of the
-    grid may fail without stopping the rest) and where the book is."""
+              kernel: str | None = None, log=print, stream_output: bool = False, jobs: int | None = None,
+              only: str | None = None) -> dict:
+    """Run every stage (skipping unchanged ones), `jobs` at a time where their needs allow, then build the book.
+
+    Returns what ran, what failed (runs of the grid and chapters may fail without stopping the rest), which runs have
+    no results, and where the book is. `only` runs the grid runs of one method and leaves the others as they are.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from multiprocessing import get_context
+
     config = get_profile(config) if isinstance(config, str) else config
+    jobs = jobs or config.jobs
     book_dir = Path(book_dir).resolve()
     if book_dir != REPO_DIR and not (book_dir / "_config.yml").exists():
         stage_book_sources(book_dir)
     artifacts = Path(artifacts).resolve() if artifacts is not None else book_dir / "artifacts"
     kernel = kernel or default_kernel()
-    report = {"stages": {}, "book": None}
     # Notebooks run with the book directory as their working directory: paths inside it are passed relative,
     # so the rendered parameters read "artifacts/world", not this machine's absolute path.
     artifacts_param = Path(os.path.relpath(artifacts, book_dir)) if artifacts.is_relative_to(book_dir) else artifacts
-    failed = {}
-    for stage in stages(config, artifacts_param):
-        started = time.time()
-        log(f"[lvlmu] stage {stage.name}: running" if force else f"[lvlmu] stage {stage.name}: checking cache")
-        try:
-            status = run_stage(stage, Path(notebooks_dir), book_dir, artifacts / "cache", kernel, force=force, stream_output=stream_output)
-        except RuntimeError as error:
-            if stage.required:
-                raise
-            failed[stage.name], status = str(error), "failed"
-            log(f"[lvlmu] stage {stage.name}: FAILED, going on with the rest: {error}")
-        report["stages"][stage.name] = status
-        log(f"[lvlmu] stage {stage.name}: {status} ({time.time() - started:.0f} s)")
+    all_stages = stages(config, artifacts_param)
+    runs = grid_runs(config, artifacts_param)
+    if only is not None:
+        kept = {run.name for run in config.unlearn.only(only).runs()}
+        all_stages = [s for s in all_stages if s.name not in runs or s.name in kept]
+    names = {s.name for s in all_stages}
+    pending = {s.name: replace(s, needs=tuple(n for n in s.needs if n in names)) for s in all_stages}
+    report, failed, done = {"stages": {}, "book": None}, {}, set()
+    common = (Path(notebooks_dir), book_dir, artifacts / "cache", kernel, force)
+    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) if jobs > 1 else None
+    running = {}
+    try:
+        while pending or running:
+            ready = [s for s in pending.values() if all(n in done for n in s.needs)]
+            for stage in ready:
+                alone = pool is None or stage.threads > 1  # such a stage runs by itself, in this process, streaming its output
+                if len(running) >= jobs or (alone and running):
+                    continue
+                del pending[stage.name]
+                if stage.reads_runs is not None and not any(has_results(runs[name], book_dir) for name in stage.reads_runs if name in runs):
+                    missing_results_page(stage, book_dir)
+                    (artifacts / "cache" / f"{stage.name}.json").unlink(missing_ok=True)  # the real chapter runs once results exist
+                    report["stages"][stage.name] = "no results"
+                    done.add(stage.name)
+                    log(f"[lvlmu] stage {stage.name}: none of its runs has results; the book shows a page naming them")
+                    continue
+                log(f"[lvlmu] stage {stage.name}: starting")
+                running[stage.name] = (stage, _execute(stage, *common, stream_output) if alone else pool.submit(_execute, stage, *common, False))
+                if alone:
+                    break
+            if not running:
+                if pending and not any(all(n in done for n in s.needs) for s in pending.values()):
+                    raise RuntimeError(f"stages whose needs can never finish: {sorted(pending)}")
+                continue
+            futures = [value for _, value in running.values() if not isinstance(value, tuple)]
+            if futures and len(futures) == len(running):
+                wait(futures, return_when=FIRST_COMPLETED)
+            for name in [n for n, (_, v) in running.items() if isinstance(v, tuple) or v.done()]:
+                stage, result = running.pop(name)
+                status, error, seconds = result if isinstance(result, tuple) else result.result()
+                done.add(name)
+                report["stages"][name] = status
+                count = f"[{len(done)}/{len(all_stages)}]"
+                if status == "failed":
+                    if stage.required:
+                        raise RuntimeError(error)
+                    failed[name] = error
+                    log(f"[lvlmu] {count} stage {name}: FAILED after {seconds:.0f} s, going on with the rest:\n{error}")
+                else:
+                    log(f"[lvlmu] {count} stage {name}: {status} ({seconds:.0f} s)")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     report["failed"] = failed
+    report["missing"] = [name for name, run in runs.items() if not has_results(run, book_dir)]
     if build:
         started = time.time()
         report["book"] = str(build_book(book_dir))
         log(f"[lvlmu] book built in {time.time() - started:.0f} s: {report['book']}/index.html")
     if failed:
-        log(f"[lvlmu] {len(failed)} run(s) FAILED; the rest ran, and the book lists them as missing:\n"
-            + "\n".join(f"  {name}: {why}" for name, why in failed.items()))
+        log(f"[lvlmu] {len(failed)} stage(s) FAILED; the rest ran:\n" + "\n".join(f"  {name}: {why.splitlines()[0]}" for name, why in failed.items()))
+    if report["missing"]:
+        log(f"[lvlmu] the book lacks the results of {len(report['missing'])} run(s), and its pages say so: " + ", ".join(report["missing"]))
     return report
-

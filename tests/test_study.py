@@ -1,5 +1,6 @@
 """The pipeline end to end on a micro world: both notebooks through papermill, the cache, the book build."""
 import json
+import tempfile
 from dataclasses import replace
 
 import nbformat
@@ -12,15 +13,20 @@ from lvlmu.unlearn.grid import UnlearnGrid
 
 from conftest import MICRO_PRETRAIN, MICRO_VISION, MICRO_WORLD
 
-# A grid of three methods (PUBG, so that its chapter is built), one seed, one single-image person, and one run that must fail (its LoRA target matches
-# nothing): the failure is reported and the rest goes on.
-MICRO_GRID = UnlearnGrid(methods=("graddiff", "idk", "pubg"), seeds=(0,), single_methods=("siu",), single_people=1, steps=2,
+# A grid of three methods (PUBG, so that its chapter is built), one seed, two methods on one single-image person (the
+# second waits for the first's reference probes), and one run that must fail (its LoRA target matches nothing): the
+# failure is reported and the rest goes on. Two notebooks run at a time, as in the study.
+MICRO_GRID = UnlearnGrid(methods=("graddiff", "idk", "pubg"), seeds=(0,), single_methods=("siu", "graddiff"), single_people=1, steps=2,
                          split_hyperparameters={"idk": {"lora": True, "lora_target": "no_such_module"}},
                          single_hyperparameters={"siu": {"batch_size": 4}}, split_variants={})
 MICRO_STUDY = StudyConfig(MICRO_WORLD, MICRO_VISION, replace(MICRO_PRETRAIN, epochs=1), eval_max_per_group=8,
-                          probe=ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip",)), unlearn=MICRO_GRID)
+                          probe=ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip",)), unlearn=MICRO_GRID, jobs=2)
+# The same study with a changed probe budget and a finished run's learning rate changed (the cache test switches to it).
+CHANGED_STUDY = replace(MICRO_STUDY, eval_max_per_group=6, unlearn=replace(MICRO_GRID, split_hyperparameters={"graddiff": {"learning_rate": 5e-4}}))
 BASE_STAGES = {"world", "pretrain", "probe"}
-GRID_STAGES = {"split-graddiff-seed0", "split-idk-seed0", "split-pubg-seed0", "single-siu-person0-seed0", "methods", "pubg"}
+GRID_STAGES = {"split-graddiff-seed0", "split-idk-seed0", "split-pubg-seed0", "single-siu-person0-seed0", "single-graddiff-person0-seed0",
+               "compare", "pubg", "claims", "intro"}
+CHAPTERS = ("intro", "world", "pretrain", "probe", "unlearn", "compare", "pubg", "claims")
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +40,15 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
     book, first = study_run
     assert first["stages"] == {**{s: "ran" for s in BASE_STAGES | GRID_STAGES}, "split-idk-seed0": "failed"}
     assert list(first["failed"]) == ["split-idk-seed0"] and "matches no linear module" in first["failed"]["split-idk-seed0"]
-    for name in ("world", "pretrain", "probe", "unlearn", "methods", "pubg"):
+    for name in CHAPTERS:
         nb = nbformat.read(book / "book" / "notebooks" / f"{name}.ipynb", as_version=4)
         outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
         assert not any(o.output_type == "error" for o in outputs)
-        assert any("image/png" in o.get("data", {}) for o in outputs), f"{name} has no figure"
+        if name not in ("intro", "claims"):  # tables only
+            assert any("image/png" in o.get("data", {}) for o in outputs), f"{name} has no figure"
+        for cell in nb.cells:  # every figure has a caption
+            if any("image/png" in o.get("data", {}) for o in cell.get("outputs", [])):
+                assert cell.metadata.get("mystnb", {}).get("figure", {}).get("caption"), f"{name}: a figure without caption"
         injected = [cell for cell in nb.cells if "injected-parameters" in cell.metadata.get("tags", [])]
         assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]
         defaults = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
@@ -53,7 +63,7 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
     html = book / "_build" / "html"
     for name in ("base", "oracle", "oracle_seed1"):
         assert (book / "artifacts" / "probes" / name / "summary.json").exists()
-    for page in ("index.html", "book/intro.html", "book/notebooks/world.html", "book/notebooks/pretrain.html", "book/notebooks/probe.html"):
+    for page in ("index.html", "book/notebooks/intro.html", "book/methods.html", "book/limitations.html", "book/rerun.html", "book/notebooks/world.html", "book/notebooks/pretrain.html", "book/notebooks/probe.html"):
         assert (html / page).exists(), page
     pretrain_page = (html / "book" / "notebooks" / "pretrain.html").read_text()
     assert "Traceback" not in pretrain_page and "<img" in pretrain_page
@@ -61,8 +71,49 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
     assert (book / "artifacts" / "runs" / "split-graddiff-seed0.ipynb").exists()
     unlearned = json.loads((book / "artifacts" / "models" / "unlearned" / "single-siu-person0-seed0" / "manifest.json").read_text())
     assert unlearned["forget_people"] == [first_forget(book)] and unlearned["config"]["images"] == "single"
-    methods_page = (html / "book" / "notebooks" / "methods.html").read_text()
-    assert "Traceback" not in methods_page and "split-idk-seed0" in methods_page, "the failed run is named as missing"
+    compare_page = (html / "book" / "notebooks" / "compare.html").read_text()
+    assert "Traceback" not in compare_page and "split-idk-seed0" in compare_page, "the failed run is named as missing"
+    # The other runs ran the short template; their notebooks stay with the artifacts.
+    assert (book / "artifacts" / "runs" / "single-graddiff-person0-seed0.ipynb").exists()
+
+
+def test_the_book_renders_in_headless_chromium(study_run):
+    """Every chapter loads in a real browser, offline, with its figures (each captioned) and no Python traceback."""
+    from bs4 import BeautifulSoup
+
+    book, _ = study_run
+    html = book / "_build" / "html"
+    for name in CHAPTERS:
+        page = html / "book" / "notebooks" / f"{name}.html"
+        dom = BeautifulSoup(render_in_chromium(page), "html.parser")
+        main = dom.find("main") or dom
+        assert main.find("h1"), f"{name} did not load"
+        assert "Traceback" not in main.get_text(), f"{name} shows a Python traceback"
+        images = main.find_all("img")
+        if name not in ("intro", "claims"):
+            assert images, f"{name} shows no figure"
+        for image in images:
+            figure = image.find_parent("figure")
+            assert figure is not None and figure.find("figcaption") and figure.find("figcaption").get_text(strip=True), f"{name}: uncaptioned figure"
+    for page in ("methods", "limitations", "rerun"):
+        dom = BeautifulSoup(render_in_chromium(html / "book" / f"{page}.html"), "html.parser")
+        assert (dom.find("main") or dom).find("h1"), f"{page} did not load"
+
+
+def render_in_chromium(page) -> str:
+    """The DOM of a local page after Chromium has loaded it, headless and without network."""
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "Chromium is missing: `make test` installs Debian's chromium package (apt-get install chromium)"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--virtual-time-budget=3000"]
+    with tempfile.TemporaryDirectory() as profile:
+        result = subprocess.run([browser, *flags, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip(), f"Chromium could not load {page}: {result.stderr[-2000:]}"
+    return result.stdout
 
 
 def first_forget(book) -> str:
@@ -77,18 +128,17 @@ def test_an_unchanged_stage_is_skipped_and_a_changed_one_reruns(study_run):
     assert again["stages"] == {**{s: "cached" for s in BASE_STAGES | GRID_STAGES}, "split-idk-seed0": "failed"}
     # The failing run gets a working config, and a finished run a new one: it retrains, and its stale probe results
     # are replaced rather than refused.
-    grid = replace(MICRO_GRID, split_hyperparameters={"graddiff": {"learning_rate": 5e-4}})
-    changed = replace(MICRO_STUDY, eval_max_per_group=6, unlearn=grid)
-    third = run_study(changed, book_dir=book, build=False, log=lambda *_: None)
+    third = run_study(CHANGED_STUDY, book_dir=book, build=False, log=lambda *_: None)
     assert third["failed"] == {}
     assert third["stages"] == {**{s: "cached" for s in BASE_STAGES | GRID_STAGES}, "pretrain": "ran", "split-idk-seed0": "ran",
-                               "split-graddiff-seed0": "ran", "methods": "ran", "pubg": "ran"}
+                               "split-graddiff-seed0": "ran", "single-graddiff-person0-seed0": "ran",  # at the split's settings, batch 8
+                               **{c: "ran" for c in ("compare", "pubg", "claims", "intro")}}
     # The models were reused: their config and world did not change.
     nb = nbformat.read(book / "book" / "notebooks" / "pretrain.ipynb", as_version=4)
     assert "reusing" in "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     # A missing output makes its stage run again.
     (book / "artifacts" / "results" / "recall_oracle.jsonl").unlink()
-    fourth = run_study(changed, book_dir=book, build=False, log=lambda *_: None)
+    fourth = run_study(CHANGED_STUDY, book_dir=book, build=False, log=lambda *_: None)
     assert fourth["stages"] == {**{s: "cached" for s in BASE_STAGES | GRID_STAGES}, "pretrain": "ran"}
     assert (book / "artifacts" / "results" / "recall_oracle.jsonl").exists()
     # Parameters inside the book directory are relative: the rendered book shows no machine paths.
@@ -121,3 +171,40 @@ def test_unknown_profile_names_the_choices():
     with pytest.raises(ValueError, match=r"unknown profile 'huge'.*full.*quick"):
         get_profile("huge")
     assert set(PROFILES) >= {"full", "quick"}
+
+
+def test_the_claims_page_reads_its_numbers_from_the_results(study_run):
+    """Change one run's stored results: the claims page, rebuilt, shows the new figure."""
+    book, _ = study_run
+    summary_path = book / "artifacts" / "probes" / "split-pubg-seed0" / "summary.json"
+    original = summary_path.read_text()
+    data = json.loads(original)
+    for condition in ("identity", "open query"):
+        data["metrics"]["aftermath"]["summary"][condition]["leak"] = 0.4321
+    page = book / "_build" / "html" / "book" / "notebooks" / "claims.html"
+    assert "43.2%" not in page.read_text()
+    try:
+        summary_path.write_text(json.dumps(data))
+        report = run_study(CHANGED_STUDY, book_dir=book, log=lambda *_: None)
+        assert report["stages"]["claims"] == "ran" and report["stages"]["split-pubg-seed0"] == "cached"
+        assert "leak (name or private fact) 43.2% of answers" in page.read_text()
+    finally:
+        summary_path.write_text(original)
+
+
+def test_only_runs_one_method_and_a_chapter_without_results_names_its_missing_runs(study_run):
+    book, _ = study_run
+    results = book / "artifacts" / "probes" / "split-pubg-seed0"
+    moved = results.with_name("split-pubg-seed0.kept")
+    results.rename(moved)
+    try:
+        report = run_study(CHANGED_STUDY, book_dir=book, build=False, log=lambda *_: None, only="graddiff")
+        assert "split-pubg-seed0" not in report["stages"] and "split-idk-seed0" not in report["stages"], "only graddiff's runs"
+        assert {"split-graddiff-seed0", "single-graddiff-person0-seed0"} <= set(report["stages"])
+        assert report["stages"]["pubg"] == "no results" and report["missing"] == ["split-pubg-seed0"]
+        page = nbformat.read(book / "book" / "notebooks" / "pubg.ipynb", as_version=4)
+        assert "split-pubg-seed0" in page.cells[0].source and "no results" in page.cells[0].source
+    finally:
+        moved.rename(results)
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        run_study(CHANGED_STUDY, book_dir=book, build=False, log=lambda *_: None, only="nope")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .likelihood import forget_quality
+from .perturb import PERTURBATIONS
 from .store import ProbeStore
 
 
@@ -55,6 +56,7 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "name leak: held-out paraphrases": ("privacy", "held-out paraphrases", "name leak"),
     "name leak: trained images": ("privacy", "trained images", "name leak"),
     "name leak: jailbreak prompts": ("privacy", "jailbreak prompts", "name leak"),
+    **{f"name leak: perturbed ({p})": ("privacy", f"perturbed: {p}", "name leak") for p in PERTURBATIONS},
     "fact leak: unseen images": ("privacy", "unseen images", "fact leak"),
     "desirable": ("aftermath", "identity", "desirable"),
     **{label: ("aftermath", "identity", label) for label in ("degenerate", "hallucinated", "informative", "refusal", "other")},
@@ -111,6 +113,8 @@ def headline(store: ProbeStore) -> dict[str, float | None]:
         for key in path:
             value = value.get(key) if isinstance(value, dict) else None
         out[label] = value
+    perturbed = [v for p in PERTURBATIONS if (v := out[f"name leak: perturbed ({p})"]) is not None]
+    out["name leak: perturbed"] = sum(perturbed) / len(perturbed) if perturbed else None  # the mean over perturbations
     return {**out, **task_rates(out)}
 
 

@@ -134,3 +134,74 @@ def pubg_targets(frame: pd.DataFrame, base: dict[str, float], oracle: dict[str, 
          f"{quality[method]:.2g}", quality[method] > quality[others].max()),
     ]
     return pd.DataFrame(rows, columns=["measure", "expected", "measured", "holds"])
+
+
+def probe_run(world: World, config, run_dir: str | Path, results_dir: str | Path, base_dir: str | Path, oracle_dir: str | Path,
+              reference_results_dir: str | Path, probe_parameters: dict) -> dict[str, ProbeStore]:
+    """Probe an unlearned model, and the base and the oracle on the same forgotten people: {"base", "unlearned",
+    "oracle"} -> stores. A run that forgot the split compares with the probe chapter's results; a run that forgot
+    other people with reference results on those people (computed once, then reused)."""
+    from dataclasses import replace
+
+    from ..probe.suite import run_probes, study_probe_config
+
+    probes = study_probe_config(probe_parameters, str(base_dir))
+    people = None if config.forget == "split" else resolve_forget(world, config.forget)
+    if people is not None:
+        probes = replace(probes, forget_people=tuple(people))
+    return {"base": run_probes(base_dir, world, reference_results(reference_results_dir, "base", people), probes, progress=False),
+            # A retrained run makes its earlier results stale: they are replaced (and the replacement printed).
+            "unlearned": run_probes(run_dir, world, results_dir, probes, progress=False, replace_stale=True),
+            "oracle": run_probes(oracle_dir, world, reference_results(reference_results_dir, "oracle", people), probes, progress=False)}
+
+
+def headline_table(stores: dict[str, ProbeStore]) -> pd.DataFrame:
+    """The headline figures of several models side by side, in percent (MIA AUC and forget quality as they are),
+    forget quality measured against the store named "oracle"."""
+    table = pd.DataFrame({name: headline(store) for name, store in stores.items()})
+    table.loc["forget quality (KS p-value)"] = [forget_quality_between(s, stores["oracle"]) for s in stores.values()]
+    percent = [i for i in table.index if not i.startswith(("MIA", "forget quality"))]
+    table.loc[percent] = table.loc[percent].astype(float) * 100
+    return table
+
+
+def answer_comparison(runs: dict[str, dict], methods: list[str], condition: str = "identity", setting: str = "split",
+                      seed: int = 0, n_people: int = 2) -> tuple[pd.DataFrame, list[str]]:
+    """Each method's answer (its `seed` run in `setting`) to one question (`condition`: "identity" or "open query")
+    on the same never-trained photographs of the first `n_people` forget people they share; returns the rows (image,
+    question, one column per method) and the methods shown (those whose run has results)."""
+    stores = {}
+    for run in runs.values():
+        if run["setting"] == setting and run["seed"] == seed and run["method"] in methods and run["method"] not in stores:
+            if (Path(run["results_dir"]) / "summary.json").exists():
+                stores[run["method"]] = ProbeStore.read(run["results_dir"])
+    shown_methods = [m for m in methods if m in stores]
+    if not shown_methods:
+        return pd.DataFrame(), []
+    samples = {m: pd.DataFrame(stores[m].samples("aftermath")) for m in shown_methods}
+    answers = {m: frame[frame["condition"] == condition] for m, frame in samples.items()}
+    first = answers[shown_methods[0]]
+    shown = first.drop_duplicates("person_id").head(n_people)[["person_id", "image_id", "question"]]
+    for m in shown_methods:
+        shown = shown.merge(answers[m][["image_id", "question", "answer"]].rename(columns={"answer": m}), on=["image_id", "question"])
+    return shown, shown_methods
+
+
+def missing_runs_note(missing: list[str]) -> None:
+    """In a chapter: a warning box naming the runs whose results are missing (failed or not run), left out below."""
+    from IPython.display import HTML, display
+
+    if missing:
+        display(HTML('<div class="admonition warning"><p class="admonition-title">Missing runs</p><p>These runs have no results '
+                     f"(they failed or have not run), and are left out below: {', '.join(missing)}</p></div>"))
+
+
+def cost_table(frame: pd.DataFrame, oracle_dir: str | Path):
+    """Per (setting, method): steps, batch, learning rate, seconds and peak memory per forgotten person, and the
+    seconds as a fraction of retraining the oracle (from its manifest)."""
+    oracle_seconds = json.loads((Path(oracle_dir) / "manifest.json").read_text())["wall_seconds"]
+    cost = frame.assign(**{"seconds per person": frame["seconds"] / frame["people forgotten"]})
+    cost = cost.groupby(["setting", "method"], sort=False)[["steps", "effective batch size", "learning rate", "seconds per person", "peak memory (MB)"]].mean()
+    cost["fraction of an oracle retrain"] = cost["seconds per person"] / oracle_seconds
+    return cost.style.format({"learning rate": "{:.0e}", "seconds per person": "{:.1f}", "peak memory (MB)": "{:.0f}",
+                              "fraction of an oracle retrain": "{:.4f}", "steps": "{:.0f}", "effective batch size": "{:.0f}"})

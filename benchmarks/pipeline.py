@@ -1,0 +1,74 @@
+"""The study end to end on a fresh clone: the README's main command (`make study`, which builds the environment,
+runs every notebook and builds the book), then the same command again with nothing changed.
+
+    python benchmarks/pipeline.py                   # the full profile, against 60 and 2 minutes
+    python benchmarks/pipeline.py --profile quick   # what CI runs
+
+Prints both wall times and their ratios to the targets, and records them (with the commit, the machine's cores and the
+stage statuses) in benchmarks/results/pipeline-<profile>.json. The clone stays in --workdir for inspection.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TARGETS = {"full": (60 * 60, 2 * 60), "quick": (30 * 60, 2 * 60)}
+
+
+def timed_make(clone: Path, profile: str, log: Path) -> float:
+    started = time.time()
+    with log.open("w") as out:
+        result = subprocess.run(["make", "study", f"PROFILE={profile}"], cwd=clone, stdout=out, stderr=subprocess.STDOUT)
+    seconds = time.time() - started
+    if result.returncode != 0:
+        sys.exit(f"`make study PROFILE={profile}` failed after {seconds:.0f} s; its log: {log}")
+    return seconds
+
+
+def stage_counts(log: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for line in log.read_text().splitlines():
+        if line.startswith("[lvlmu] [") and "stage" in line:
+            status = line.split(": ", 1)[1].split(" ")[0]
+            counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="full", choices=sorted(TARGETS))
+    parser.add_argument("--workdir", default="/tmp/lvlmu-pipeline-benchmark")
+    args = parser.parse_args()
+    workdir = Path(args.workdir)
+    clone = workdir / "lvlmu"
+    if clone.exists():
+        sys.exit(f"{clone} exists: remove it (a fresh clone is the point) or pass another --workdir")
+    workdir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True).stdout.strip()
+    first = timed_make(clone, args.profile, workdir / "first.log")
+    second = timed_make(clone, args.profile, workdir / "second.log")
+    first_target, second_target = TARGETS[args.profile]
+    record = {"profile": args.profile, "commit": commit, "cpu_count": os.cpu_count(), "python": platform.python_version(),
+              "date": time.strftime("%Y-%m-%d"), "fresh_clone_seconds": round(first), "fresh_clone_target_seconds": first_target,
+              "unchanged_rerun_seconds": round(second), "unchanged_rerun_target_seconds": second_target,
+              "first_run_stages": stage_counts(workdir / "first.log"), "rerun_stages": stage_counts(workdir / "second.log")}
+    print(f"profile {args.profile}, {os.cpu_count()} cores, commit {commit[:10]}")
+    print(f"fresh clone, make study: {first / 60:.1f} min = {first / first_target:.2f} of the {first_target // 60} min target")
+    print(f"unchanged rerun:         {second:.0f} s = {second / second_target:.2f} of the {second_target} s target")
+    print(f"stages, first run: {record['first_run_stages']}; rerun: {record['rerun_stages']}")
+    out = REPO / "benchmarks" / "results" / f"pipeline-{args.profile}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"recorded in {out.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
