@@ -89,11 +89,13 @@ def stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
             {"world_dir": str(world_dir), "vision_dir": str(models / "vision"), "base_dir": str(models / "base"),
              "oracle_dir": str(models / "oracle"), "results_dir": str(artifacts / "results"),
              "vision_config": notebook_parameters(config.vision), "pretrain_config": notebook_parameters(config.pretrain),
-             "eval_max_per_group": config.eval_max_per_group},
+             "eval_max_per_group": config.eval_max_per_group, "probe_results_dir": str(artifacts / "probes"),
+             "probe_config": notebook_parameters(config.probe)},
             inputs=(str(world_dir / "world.json"),),
             outputs=tuple(str(p) for p in (models / "vision" / "manifest.json", models / "base" / "manifest.json", models / "oracle" / "manifest.json",
-                                           artifacts / "results" / "recall_base.jsonl", artifacts / "results" / "recall_oracle.jsonl")),
-            needs=("world",), threads=config.pretrain.threads,
+                                           artifacts / "results" / "recall_base.jsonl", artifacts / "results" / "recall_oracle.jsonl",
+                                           artifacts / "probes" / "base" / "summary.json", artifacts / "probes" / "oracle" / "summary.json")),
+            needs=("world",), threads=config.vision.threads,  # alone: the tower trains on every thread, then base and oracle side by side
         ),
         Stage(
             "probe",
@@ -103,6 +105,7 @@ def stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
              "pretrain_config": notebook_parameters(config.pretrain), "probe_config": notebook_parameters(config.probe)},
             inputs=tuple(str(p) for p in (world_dir / "world.json", models / "base" / "manifest.json", models / "oracle" / "manifest.json")),
             outputs=tuple(str(artifacts / "probes" / name / "summary.json") for name in ("base", "oracle", "oracle_seed1")),
+            # Its second oracle trains beside the grid's first runs, which need only the pretrain stage's probes.
             needs=("pretrain",), threads=config.pretrain.threads,
         ),
         *unlearn_stages(config, artifacts),
@@ -138,7 +141,7 @@ def unlearn_stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
         # The first run on a set of people probes the base and the oracle on them; the others wait for it rather than
         # race it to write the same reference results.
         first = first_on_people.setdefault(run.config.forget, run.name)
-        needs = ("probe",) if first == run.name or run.config.forget == "split" else ("probe", first)
+        needs = ("pretrain",) if first == run.name or run.config.forget == "split" else ("pretrain", first)
         showcased = run.name == showcase
         out.append(Stage(run.name, parameters, inputs=base_inputs, template="unlearn" if showcased else "run", required=False,
                          notebook="book/notebooks/unlearn.ipynb" if showcased else str(artifacts / "runs" / f"{run.name}.ipynb"),
@@ -155,7 +158,7 @@ def unlearn_stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
         Stage("intro", chapter, inputs=run_inputs, reads_runs=grid_names),
     ]
     # Chapters run side by side after every run, one thread each; a chapter that fails is reported like a run.
-    return out + [replace(stage, needs=grid_names or ("probe",), threads=1, required=False) for stage in chapters]
+    return out + [replace(stage, needs=(*grid_names, "probe"), threads=1, required=False) for stage in chapters]
 
 
 def source_fingerprint() -> str:

@@ -8,7 +8,7 @@ from .run import UnlearnConfig
 
 # Per-method hyperparameters for each setting, chosen on the default world, seed 0, with benchmarks/sweep_unlearning.py:
 # for each method, the gentlest setting tried whose name leak on never-trained photographs fell below 10%
-# (GA-like methods trade retain recognition for it; the methods chapter reports by how much). GradDiff and NPO at
+# (GA-like methods trade retain recognition for it; the compare chapter reports by how much). GradDiff and NPO at
 # 2e-4 met it on seed 0 but leaked 41-44% on seed 1, so they run at 3e-4. Every method otherwise
 # runs the same 30 steps, data and seeds. Missing methods take UnlearnConfig's defaults.
 SPLIT_HYPERPARAMETERS: dict[str, dict] = {
