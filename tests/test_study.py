@@ -153,8 +153,11 @@ def test_a_failing_notebook_leaves_no_output(tmp_path):
                                          nbformat.v4.new_code_cell("raise ValueError('boom')")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
     nbformat.write(nb, notebooks / "broken.ipynb")
-    with pytest.raises(RuntimeError, match="stage 'broken' failed"):
+    with pytest.raises(RuntimeError, match="stage 'broken' failed") as failure:
         run_stage(Stage("broken", {"x": 2}), notebooks, tmp_path, tmp_path / "cache", kernel="python3")
+    # The log shows the failing cell's traceback, without terminal colours.
+    assert "raise ValueError('boom')" in str(failure.value) and "ValueError: boom" in str(failure.value)
+    assert "\x1b[" not in str(failure.value)
     assert not (tmp_path / "book" / "notebooks" / "broken.ipynb").exists()
     assert not (tmp_path / "cache" / "broken.json").exists()
 
