@@ -62,3 +62,21 @@ def test_pubg_expectations_compare_with_every_baseline_and_the_oracle():
     assert table["name leak, unseen images"] and table["gap to the oracle's desirable rate"]
     with pytest.raises(ValueError, match="no pubg runs"):
         pubg_targets(pd.DataFrame(rows[2:]), base={"retain names": 1.0}, oracle=oracle)
+
+
+def test_each_claim_reads_its_measure_and_says_when_it_cannot():
+    from lvlmu.report.claims import HOLDS, FAILS, UNMEASURED, claims_table
+
+    base = {"name leak: unseen images": 0.97, "retain names": 0.98, "task: leak": 0.97}
+    oracle = {"MIA AUC (LOSS)": 0.45}
+    siu = {"name leak: unseen images": 0.02, "name leak: held-out paraphrases": 0.0, "name leak: jailbreak prompts": 0.30,
+           "name leak: perturbed": 0.0, "retain names": 0.97, "MIA AUC (LOSS)": 0.50, "steps": 30}
+    rows = [run_row("single", "siu", s, **siu) for s in (0, 1)]
+    table = claims_table(pd.DataFrame(rows), base, oracle).set_index("claim")
+    assert table.loc["forgets a person from one image in a few steps", "verdict"] == HOLDS
+    assert table.loc["with high generality", "verdict"] == FAILS and "jailbreak prompts 30.0%" in table.loc["with high generality", "measured here"]
+    assert table.loc["and resists membership inference", "verdict"] == HOLDS
+    assert table.loc["PUBG's answers are informative", "verdict"] == UNMEASURED, "no PUBG run: not measured, never guessed"
+    # A high forget quality from one person's few truth ratios is no evidence: only the forget split counts.
+    rows = [{**row, "forget quality": 0.5} for row in rows]
+    assert claims_table(pd.DataFrame(rows), base, oracle).set_index("claim").loc["unlearning approaches the retrained oracle", "verdict"] == UNMEASURED

@@ -86,14 +86,17 @@ def pubg_claims(split: pd.DataFrame, base: dict, method: str = "pubg") -> list[t
 
 
 def likelihood_claim(frame: pd.DataFrame) -> tuple[str, str, str]:
-    """Both papers' methods aim at the retrained oracle: is any run statistically indistinguishable from it?"""
-    quality = pd.Series(dtype=float) if frame.empty else frame.groupby(["setting", "method"], sort=False)["forget quality"].mean().dropna()
+    """Both papers' methods aim at the retrained oracle: is any method statistically indistinguishable from it?
+
+    Read on the forget split only: one forgotten person gives a handful of truth ratios, too few for the KS test to
+    tell two models apart, so a high p-value there is no evidence of closeness."""
+    split = frame[frame["setting"] == "split"] if not frame.empty else frame
+    quality = pd.Series(dtype=float) if split.empty else split.groupby("method", sort=False)["forget quality"].mean().dropna()
     if quality.empty:
-        return ("unlearning approaches the retrained oracle", "no run has a forget quality", UNMEASURED)
-    top = quality.idxmax()
+        return ("unlearning approaches the retrained oracle", "no run on the forget split has a forget quality", UNMEASURED)
     return ("unlearning approaches the retrained oracle",
-            f"forget quality (KS p-value against the oracle) at most {quality.max():.2g} ({top[1]}, {top[0]}); 0.05 or more is indistinguishable",
-            _verdict(quality.max() >= 0.05))
+            f"forget quality on the forget split (KS p-value against the oracle) at most {quality.max():.2g} ({quality.idxmax()}); "
+            "0.05 or more is indistinguishable", _verdict(quality.max() >= 0.05))
 
 
 def claims_table(frame: pd.DataFrame, base: dict, oracle: dict) -> pd.DataFrame:
