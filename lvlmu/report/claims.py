@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..unlearn.results import AFTERMATH_CLASSES, method_means
+from ..unlearn.results import method_means
 
 HOLDS, FAILS, UNMEASURED = "holds", "does not hold", "not measured"
 LEAK_BOUND = 0.10  # a leak this low counts as stopped
@@ -112,8 +112,3 @@ def claims_table(frame: pd.DataFrame, base: dict, oracle: dict) -> pd.DataFrame:
 def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
     return {v: int((table["verdict"] == v).sum()) for v in (HOLDS, FAILS, UNMEASURED)}
 
-
-def aftermath_of(frame: pd.DataFrame, setting: str) -> pd.DataFrame:
-    """Each method's share of every aftermath class on the PUBG task (both questions), in one setting."""
-    means = method_means(frame, setting)
-    return means[[f"task: {c}" for c in AFTERMATH_CLASSES if f"task: {c}" in means]]
