@@ -14,6 +14,7 @@ from .io import hash_file, hash_json, package_versions, write_json
 from .pretrain import PretrainConfig
 from .probe.suite import ProbeConfig
 from .unlearn.grid import UnlearnGrid
+from .unlearn.results import has_results
 from .vision import VisionPretrainConfig
 from .world import WorldConfig
 
@@ -269,10 +270,6 @@ def missing_results_page(stage: Stage, book_dir: Path) -> None:
     path = book_dir / stage.notebook_path
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(text)]), path)
-
-
-def has_results(run: dict, book_dir: Path) -> bool:
-    return (book_dir / run["results_dir"] / "summary.json").exists() and (book_dir / run["model_dir"] / "manifest.json").exists()
 
 
 def _execute(stage: Stage, notebooks_dir: Path, book_dir: Path, cache_dir: Path, kernel: str, force: bool, stream_output: bool) -> tuple[str, str, float]:

@@ -23,13 +23,18 @@ def reference_results(reference_results_dir: str | Path, model: str, people: lis
     return Path(reference_results_dir) / "reference" / f"{model}-{'-'.join(people)}"
 
 
+def has_results(run: dict, root: str | Path = ".") -> bool:
+    """Whether a grid run (its "model_dir" and "results_dir", relative to `root`) finished: its manifest and probe summary exist."""
+    return (Path(root) / run["results_dir"] / "summary.json").exists() and (Path(root) / run["model_dir"] / "manifest.json").exists()
+
+
 def collect_runs(runs: dict[str, dict], world: World, reference_results_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """One row per finished run (its setting, method, seed, headline probe figures, forget quality against the oracle
     on the same people, and cost), and the names of the runs whose results are missing."""
     rows, missing = [], []
     for name, run in runs.items():
         results, manifest_path = Path(run["results_dir"]), Path(run["model_dir"]) / "manifest.json"
-        if not (results / "summary.json").exists() or not manifest_path.exists():
+        if not has_results(run):
             missing.append(name)
             continue
         store, manifest = ProbeStore.read(results), json.loads(manifest_path.read_text())
