@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -132,9 +133,28 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+DTYPES: dict[str, torch.dtype | str] = {"auto": "auto", "fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+                                        "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype | str:
+    """A torch dtype, or one of DTYPES' names ("bf16", "fp16", "fp32", "auto": the checkpoint's own)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}")
+    return DTYPES[dtype]
+
+
 def _check_checkpoint_dir(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.exists():
+        if HUB_ID.match(str(path)):
+            raise FileNotFoundError(
+                f"{path} is not a local directory; it looks like a Hugging Face Hub id. lvlmu never downloads weights: "
+                f"download the model first (for instance `huggingface-cli download {path} --local-dir models/{path.name}`) "
+                "and pass that directory")
         raise FileNotFoundError(f"checkpoint directory {path} does not exist")
     if not path.is_dir():
         raise NotADirectoryError(f"{path} is a file; a checkpoint is a directory written by save_pretrained")
@@ -143,16 +163,94 @@ def _check_checkpoint_dir(path: str | os.PathLike) -> Path:
     return path
 
 
-def load_model(path: str | os.PathLike, dtype: torch.dtype | str = "auto", device: str | None = None):
-    """Load any local image-text-to-text checkpoint and its processor, offline."""
+def _file_text(candidate: str | os.PathLike) -> str | None:
+    """The text of `candidate` when it names a file, else None (a template string is no file name)."""
+    try:
+        return Path(candidate).read_text() if Path(candidate).is_file() else None
+    except OSError:
+        return None
+
+
+def use_chat_template(processor, path: Path, chat_template: str | os.PathLike | None = None) -> None:
+    """Set `chat_template` (a Jinja string, or a file holding one) on the processor; fail clearly when it has none."""
+    if chat_template is not None:
+        processor.chat_template = _file_text(chat_template) or str(chat_template)
+    if not getattr(processor, "chat_template", None):
+        raise ValueError(
+            f"the processor of {path} has no chat template, and lvlmu formats every prompt with it. Pass "
+            "chat_template= (a Jinja template string, or the path of a .jinja file; the model card usually gives it), "
+            f"or save it as {path / 'chat_template.jinja'}")
+
+
+def load_model(path: str | os.PathLike, dtype: torch.dtype | str = "auto", device: str | None = None,
+               chat_template: str | os.PathLike | None = None, gradient_checkpointing: bool = False):
+    """Load any local image-text-to-text checkpoint and its processor, offline, through the Auto classes.
+
+    `dtype`: a torch dtype or "bf16", "fp16", "fp32", "auto" (the checkpoint's). `chat_template` replaces or supplies
+    the processor's. `gradient_checkpointing` trades compute for activation memory when training. A directory that
+    holds a LoRA adapter alone (itself, or in `adapter/`) loads as its start model with the adapter merged.
+    """
+    adapter = adapter_dir(path)
+    if adapter is not None:
+        return load_adapter(adapter, dtype=dtype, device=device, chat_template=chat_template)
     path = _check_checkpoint_dir(path)
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, local_files_only=True)
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=resolve_dtype(dtype), local_files_only=True)
     processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+    use_chat_template(processor, path, chat_template)
     if getattr(processor, "tokenizer", None) is not None and processor.tokenizer.pad_token is None:
         processor.tokenizer.pad_token = processor.tokenizer.eos_token
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if device is not None:
         model.to(device)
     return model, processor
+
+
+def adapter_dir(path: str | os.PathLike) -> Path | None:
+    """Where a directory without a full checkpoint keeps a peft adapter (itself or `adapter/`), else None."""
+    path = Path(path)
+    if (path / "config.json").exists():
+        return None
+    return next((d for d in (path, path / "adapter") if (d / "adapter_config.json").exists()), None)
+
+
+def load_adapter(adapter: str | os.PathLike, base: str | os.PathLike | None = None, dtype: torch.dtype | str = "auto",
+                 device: str | None = None, chat_template: str | os.PathLike | None = None, merge: bool = True):
+    """The start model (`base`, by default the one the adapter records) with the LoRA adapter in `adapter` applied:
+    merged into the weights, or kept as a peft model (`merge=False`)."""
+    from peft import PeftConfig, PeftModel
+
+    base = base or PeftConfig.from_pretrained(adapter).base_model_name_or_path
+    model, processor = load_model(base, dtype=dtype, chat_template=chat_template)
+    model = PeftModel.from_pretrained(model, adapter)
+    if merge:
+        model = model.merge_and_unload()
+    if device is not None:
+        model.to(device)
+    return model, processor
+
+
+def language_model_name(model) -> str:
+    """The module name of the model's language model (its decoder), as `named_modules` spells it."""
+    decoder = model.get_decoder()
+    names = [name for name, module in model.named_modules() if module is decoder and name]
+    if not names:
+        raise ValueError(f"cannot find the language model of {type(model).__name__}; pass lora_target explicitly")
+    return names[0]
+
+
+def infer_lora_target(model, projections: tuple[str, ...] = ("q_proj", "v_proj")) -> str:
+    """A regex (peft's full-match form) for the language model's attention projections: LoRA's usual targets,
+    whatever the architecture names its language model (`language_model` in LLaVA and Qwen2-VL, `text_model` in
+    Idefics3). The vision tower's projections of the same names are left out."""
+    prefix = language_model_name(model)
+    pattern = rf"{re.escape(prefix)}\..*\.({'|'.join(projections)})"
+    regex = re.compile(pattern)
+    if not any(regex.fullmatch(name) and isinstance(m, torch.nn.Linear) for name, m in model.named_modules()):
+        linear = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and name.startswith(prefix)][:8]
+        raise ValueError(f"the language model {prefix!r} has no linear {projections} modules; pass lora_target "
+                         f"(a regex over module names). Some of its linear modules: {linear}")
+    return pattern
 
 
 def save_model(model, processor, path: str | os.PathLike) -> None:

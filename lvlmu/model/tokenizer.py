@@ -24,18 +24,24 @@ CHAT_TEMPLATE = (
 )
 
 
-def train_tokenizer(corpus: list[str], vocab_size: int = 2000) -> PreTrainedTokenizerFast:
-    """Train byte-level BPE on `corpus`. Byte-level means no text is ever unknown, and decoding is exact."""
+def train_bpe(corpus: list[str], vocab_size: int, special_tokens: list[str]) -> Tokenizer:
+    """Byte-level BPE trained on `corpus`: no text is ever unknown, and decoding is exact."""
     raw = Tokenizer(models.BPE())
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     raw.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=special_tokens,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     raw.train_from_iterator(corpus, trainer=trainer)
+    return raw
+
+
+def train_tokenizer(corpus: list[str], vocab_size: int = 2000) -> PreTrainedTokenizerFast:
+    """The tiny model's tokenizer: byte-level BPE on `corpus`, with LLaVA's special tokens."""
+    raw = train_bpe(corpus, vocab_size, SPECIAL_TOKENS)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=raw,
         bos_token=BOS,

@@ -1,12 +1,15 @@
 """Run one unlearning method on a model: forget people, images, full weights or LoRA, and a manifest."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import re
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import torch
 
 from ..data import ShiftMirror
 from ..io import atomic_directory, package_versions, write_json, write_jsonl
-from ..model import load_model, save_model
+from ..model import infer_lora_target, load_model, save_model
 from ..probe.store import model_fingerprint
 from ..io import hash_file, hash_json
 from ..training import peak_memory_mb, training_arguments, training_source_files, use_text_progress
@@ -40,12 +43,12 @@ class UnlearnConfig:
     weights: LossWeights = field(default_factory=LossWeights)
     lora: bool = False
     lora_rank: int = 8
-    # A regex over module names: the language model's attention projections only (a plain ["q_proj", "v_proj"]
-    # would also match the CLIP tower).
-    lora_target: str = r".*language_model.*\.(q_proj|v_proj)"
+    # A regex over module names. Empty: inferred from the architecture, the language model's q_proj and v_proj
+    # (lvlmu.model.infer_lora_target; a plain ["q_proj", "v_proj"] would also match the CLIP tower).
+    lora_target: str = ""
     # Parameters left frozen, a regex over their names: the vision tower, as LLaVA's fine-tuning keeps it (transformers
-    # names it `vision_tower` in LLaVA and `visual` in Qwen2-VL). Empty: train every weight.
-    frozen: str = r".*\b(vision_tower|visual)\..*"
+    # names it `vision_tower` in LLaVA, `visual` in Qwen2-VL, `vision_model` in Idefics3). Empty: train every weight.
+    frozen: str = r".*\b(vision_tower|visual|vision_model)\..*"
     # SIU's data: how many other people's QA pairs (T4) keep their knowledge, and how often the target examples
     # (T1, T2) repeat against T3 and T4. On the default world's seed-0 sweep (benchmarks/sweep_unlearning.py), 8 pairs
     # cost up to 20 points of retain recognition, 32 pairs without repeats left names on some people's new photos,
@@ -57,7 +60,11 @@ class UnlearnConfig:
     # Shift-and-mirror augmentation of the images (as in pretraining): max shift in pixels, 0 for none.
     augment_shift: int = 0
     seed: int = 0
-    bf16: bool = False
+    bf16: bool = False  # mixed precision (autocast) in training; fp16 likewise, on a GPU
+    fp16: bool = False
+    dtype: str = "fp32"  # the weights' dtype on loading: "fp32", "bf16", "fp16" or "auto" (the checkpoint's)
+    gradient_checkpointing: bool = False
+    chat_template: str = ""  # for a checkpoint whose processor has none: a Jinja string or a .jinja file
     logging_steps: int = 5
     threads: int = 2
 
@@ -76,15 +83,17 @@ class UnlearnConfig:
 
 
 def add_lora(model, config: UnlearnConfig):
-    """Wrap the model in a LoRA adapter on the modules that `config.lora_target` matches; fail clearly if none does."""
+    """Wrap the model in a LoRA adapter on the modules that `config.lora_target` matches (inferred when empty); fail
+    clearly if none does."""
     from peft import LoraConfig, get_peft_model
 
-    pattern = re.compile(config.lora_target)
+    target = config.lora_target or infer_lora_target(model)
+    pattern = re.compile(target)
     matches = [name for name, module in model.named_modules() if pattern.fullmatch(name) and isinstance(module, torch.nn.Linear)]
     if not matches:
         linear = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)][:8]
-        raise ValueError(f"lora_target {config.lora_target!r} matches no linear module of the model; some are: {linear}")
-    lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0, target_modules=config.lora_target)
+        raise ValueError(f"lora_target {target!r} matches no linear module of the model; some are: {linear}")
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0, target_modules=target)
     return get_peft_model(model, lora)
 
 
@@ -111,16 +120,30 @@ def forget_data(world: World, config: UnlearnConfig) -> list[dict]:
     return with_random_answers(world, examples, people, config.seed) if method.alternative == "random" else examples
 
 
+@contextlib.contextmanager
+def scratch_directory() -> Iterator[Path]:
+    """A directory that is thrown away: where processes other than the main one of a multi-GPU run write nothing."""
+    with tempfile.TemporaryDirectory(prefix="lvlmu-unlearn-") as tmp:
+        yield Path(tmp)
+
+
 def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLike, config: UnlearnConfig = UnlearnConfig(),
             progress_bar: bool = True) -> dict:
     """Unlearn `config.forget` from the model in `model_dir`; save the result (merged, so any loader reads it) to
-    `out_dir`, with the adapter alone in `out_dir/adapter` for LoRA runs, and a manifest."""
+    `out_dir`, with the adapter alone in `out_dir/adapter` for LoRA runs, and a manifest.
+
+    Under `accelerate launch` (DDP, FSDP, DeepSpeed) every process trains and the main process writes. A sharded LoRA
+    run (FSDP, ZeRO-3) writes the adapter only, and `load_model(out_dir)` merges it into the start model on loading.
+    """
+    from accelerate import PartialState
+
     torch.set_num_threads(config.threads)
+    state = PartialState(cpu=not torch.cuda.is_available())  # as TrainingArguments will: several CPU processes use gloo
     method = get_method(config.method)
     people = resolve_forget(world, config.forget)
     retain = retain_examples(world, people)
     forget = forget_data(world, config)
-    model, processor = load_model(model_dir, dtype=torch.float32)
+    model, processor = load_model(model_dir, dtype=config.dtype, chat_template=config.chat_template or None)
     forbidden = name_token_ids(processor.tokenizer, [world.people[p].name for p in people]) if method.data == "siu" else None
     guide = build_guidance(world, forget, people, model, processor, config.guidance_prompt) if method.guided else None
     freeze(model, config.frozen)
@@ -129,13 +152,15 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
         model = add_lora(model, config)
     elif method.needs_reference:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    length = config.steps * config.effective_batch_size
-    dataset = PairedDataset(forget, retain if method.uses_retain else [], length, seed=config.seed, guide=guide)
+    effective_batch_size = config.effective_batch_size * state.num_processes
+    dataset = PairedDataset(forget, retain if method.uses_retain else [], config.steps * effective_batch_size, seed=config.seed, guide=guide)
     started = time.time()
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir) if state.is_main_process else scratch_directory() as tmp:
         logged = replace(config, logging_steps=min(config.logging_steps, config.steps))  # a short run still logs its terms
         args = training_arguments(tmp / "trainer", logged, config.steps, config.batch_size, progress_bar,
-                                  gradient_accumulation_steps=config.gradient_accumulation_steps)
+                                  gradient_accumulation_steps=config.gradient_accumulation_steps, fp16=config.fp16,
+                                  gradient_checkpointing=config.gradient_checkpointing,
+                                  gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None)
         augment = ShiftMirror(config.augment_shift, config.seed) if config.augment_shift else None
         collator = PairedCollator(processor, world.image, method.alternative, config.seed, target_masks=method.data == "siu", augment=augment)
         trainer = method(model=model, args=args, train_dataset=dataset, weights=config.weights, ref_model=ref_model,
@@ -143,10 +168,19 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
         if not progress_bar:
             use_text_progress(trainer)
         result = trainer.train()
-        if config.lora:
-            model.save_pretrained(tmp / "adapter")
-            model = model.merge_and_unload()
-        save_model(model, processor, tmp)
+        sharded = trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled
+        if sharded:  # Trainer gathers the shards; a LoRA run keeps its adapter only
+            trainer.save_model(str(tmp / "adapter") if config.lora else str(tmp))
+        elif state.is_main_process:
+            if config.lora:
+                model.save_pretrained(tmp / "adapter")
+                model = model.merge_and_unload()
+            save_model(model, processor, tmp)
+        state.wait_for_everyone()
+        if not state.is_main_process:
+            return {}
+        if sharded:
+            processor.save_pretrained(tmp / "adapter" if config.lora else tmp)
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
         manifest = {
             "kind": "unlearn",
@@ -156,7 +190,8 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
             "n_forget_examples": len(forget),
             "n_retain_examples": len(retain) if method.uses_retain else 0,
             "n_guidance_examples": len(guide) if guide else 0,
-            "effective_batch_size": config.effective_batch_size,
+            "effective_batch_size": effective_batch_size,
+            "processes": state.num_processes,
             "seeds": {"data_order": config.seed, "refusals": config.seed},
             "start_model": {"path": str(Path(model_dir)), "fingerprint": model_fingerprint(model_dir)},
             "world": {"root": str(world.root), "fingerprint": world.fingerprint},

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data import IGNORE_INDEX, VisionTextCollator
+from ..data import IGNORE_INDEX, VisionTextCollator, conversation_text
 from ..world import World
 from ..world import questions as Q
 from ..world.people import INVENTED_FIRST, INVENTED_LAST
@@ -25,7 +25,7 @@ from .data import retain_examples
 
 
 def false_traits(traits: Traits, rng: np.random.Generator) -> Traits:
-    """Every trait changed to another value."""
+    """Every known trait changed to another value; a trait that is not known (a reader's concept) drawn at random."""
     values = {name: rng.choice([v for v in TRAIT_VALUES[name] if v != getattr(traits, name)]) for name in TRAIT_VALUES}
     return Traits(**{k: str(v) for k, v in values.items()})
 
@@ -67,24 +67,31 @@ def name_token_ids(tokenizer, names: list[str]) -> list[int]:
 
 
 class TargetMaskCollator:
-    """VisionTextCollator plus `target_mask`: True at the positions of each example's target phrase."""
+    """VisionTextCollator plus `target_mask`: True at the positions of each example's target phrase.
+
+    The conversation is tokenised as text alone, with character offsets, to find the target's tokens; since image
+    tokens expand only inside the prompt, the answer sits at the same distance from the end of each (right-padded)
+    row in both, whatever the chat template."""
 
     def __init__(self, processor, load_image, augment=None):
-        self.collate, self.tokenizer = VisionTextCollator(processor, load_image, augment=augment), processor.tokenizer
+        self.collate, self.processor = VisionTextCollator(processor, load_image, augment=augment), processor
 
     def __call__(self, examples: list[dict]) -> dict:
         batch = self.collate(examples)
         mask = torch.zeros_like(batch["labels"], dtype=torch.bool)
         for i, ex in enumerate(examples):
-            answer_positions = (batch["labels"][i] != IGNORE_INDEX).nonzero().flatten()
-            encoded = self.tokenizer(" " + ex["answer"], add_special_tokens=False, return_offsets_mapping=True)
-            if len(encoded["input_ids"]) + 1 != len(answer_positions):  # the answer's tokens, then the end of turn
-                raise ValueError(f"the answer of {ex.get('question')!r} does not tokenise as the labelled positions")
-            if ex.get("target"):
-                start = 1 + ex["answer"].index(ex["target"])
-                end = start + len(ex["target"])
-                for position, (a, b) in zip(answer_positions, encoded["offset_mapping"]):
-                    mask[i, position] = a < end and b > start
+            if not ex.get("target"):
+                continue
+            text = conversation_text(self.processor, ex["question"], ex["answer"], bool(ex.get("image_id")))
+            encoded = self.processor.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            start = text.rindex(ex["answer"]) + ex["answer"].index(ex["target"])
+            end = start + len(ex["target"])
+            hits = [j for j, (a, b) in enumerate(encoded["offset_mapping"]) if a < end and b > start]
+            shift = int(batch["attention_mask"][i].sum()) - len(encoded["input_ids"])
+            row = batch["input_ids"][i, shift + hits[0] : shift + hits[-1] + 1].tolist()
+            if row != encoded["input_ids"][hits[0] : hits[-1] + 1] or not bool((batch["labels"][i, shift + hits[0] :] != IGNORE_INDEX).any()):
+                raise ValueError(f"the target {ex['target']!r} of {ex.get('question')!r} is not found among the answer tokens")
+            mask[i, shift + hits[0] : shift + hits[-1] + 1] = True
         batch["target_mask"] = mask
         return batch
 

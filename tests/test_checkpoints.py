@@ -1,0 +1,66 @@
+"""Real architectures through the generic path: tiny random-weight LLaVA and Idefics3 checkpoints, saved and loaded
+like downloaded ones, unlearned with LoRA by two methods, probed, and their adapters reloaded."""
+import json
+
+import pytest
+import torch
+
+from lvlmu.model import load_adapter, load_model
+from lvlmu.model.random_checkpoints import ARCHITECTURES, build_random_checkpoint
+from lvlmu.pretrain import world_corpus
+from lvlmu.probe.suite import METRICS, ProbeConfig, run_probes
+from lvlmu.unlearn import UnlearnConfig, unlearn
+from lvlmu.world import export_concept, load_concepts
+
+
+@pytest.fixture(scope="module")
+def concepts(micro_world, tmp_path_factory):
+    return load_concepts(export_concept(micro_world, tmp_path_factory.mktemp("concepts") / "example", n_retain=2, n_holdout=2))
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_a_checkpoint_unlearns_with_lora_is_probed_and_its_adapter_reloads(architecture, micro_world, concepts, tmp_path):
+    checkpoint = build_random_checkpoint(architecture, tmp_path / "checkpoint", world_corpus(micro_world))
+    model, _ = load_model(checkpoint)
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    for method in ("siu", "pubg"):  # both need the reference model: the adapter disabled
+        out = tmp_path / method
+        config = UnlearnConfig(method=method, images="single", lora=True, steps=2, batch_size=4, learning_rate=1e-2, logging_steps=1)
+        manifest = unlearn(concepts, checkpoint, out, config, progress_bar=False)
+        assert manifest["processes"] == 1 and len([h for h in json.loads((out / "log_history.json").read_text()) if "loss" in h]) == 2
+        adapter = json.loads((out / "adapter" / "adapter_config.json").read_text())
+        assert "vision" not in adapter["target_modules"] and adapter["target_modules"].endswith("(q_proj|v_proj)")
+    merged, _ = load_model(out)
+    changed = [k for k, v in merged.state_dict().items() if not torch.equal(v, base[k])]
+    assert changed and all(("q_proj" in k or "v_proj" in k) and "vision" not in k for k in changed), changed[:4]
+    reloaded, _ = load_adapter(out / "adapter", base=checkpoint)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(merged.state_dict().values(), reloaded.state_dict().values()))
+    store = run_probes(out, concepts, tmp_path / "probes", ProbeConfig(batch_size=16, n_perturbed=3, perturbations=("flip",)), progress=False)
+    assert set(store.data["metrics"]) == set(METRICS)
+    assert all("unavailable" not in store.summary(m) for m in METRICS), "the example folder has every role"
+
+
+def test_a_hub_id_and_a_missing_chat_template_explain_what_to_do(micro_world, tmp_path):
+    with pytest.raises(FileNotFoundError, match="Hugging Face Hub id.*download the model first"):
+        load_model("llava-hf/llava-1.5-7b-hf")
+    checkpoint = build_random_checkpoint("llava", tmp_path / "checkpoint", world_corpus(micro_world))
+    (checkpoint / "chat_template.jinja").unlink()
+    with pytest.raises(ValueError, match="no chat template.*chat_template="):
+        load_model(checkpoint)
+    template = tmp_path / "template.jinja"
+    template.write_text("{% for m in messages %}{{ m['content'] if m['content'] is string else '' }}{% endfor %}")
+    _, processor = load_model(checkpoint, chat_template=template)
+    assert processor.chat_template == template.read_text()
+
+
+def test_the_settings_for_a_large_model_train_the_same_method(micro_world, concepts, tmp_path):
+    """bf16 weights, bf16 autocast and gradient checkpointing (what a 7B model on one GPU needs) run the same LoRA
+    unlearning as fp32, to within bf16's precision, and save a bf16 model."""
+    checkpoint = build_random_checkpoint("llava", tmp_path / "checkpoint", world_corpus(micro_world))
+    losses = {}
+    for name, settings in {"fp32": {}, "bf16": {"dtype": "bf16", "bf16": True, "gradient_checkpointing": True}}.items():
+        config = UnlearnConfig(method="npo", lora=True, steps=2, batch_size=4, logging_steps=1, **settings)
+        losses[name] = unlearn(concepts, checkpoint, tmp_path / name, config, progress_bar=False)["train_loss"]
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.01)
+    model, _ = load_model(tmp_path / "bf16")
+    assert next(model.parameters()).dtype == torch.bfloat16
