@@ -82,12 +82,12 @@ def test_perturbations_change_the_image_and_keep_its_size(micro_world):
         assert out.shape == original.shape and not np.array_equal(out, original), name
 
 
-def test_a_world_without_a_needed_population_is_refused(micro_world, micro_model_dir, tmp_path):
+def test_a_metric_that_a_world_cannot_support_is_stored_as_unavailable(micro_world, micro_model_dir, tmp_path):
     from dataclasses import replace as replace_field
 
     no_holdout = replace_field(micro_world, people={k: p for k, p in micro_world.people.items() if p.role != "holdout"})
-    with pytest.raises(ValueError, match="no holdout people"):
-        run_probes(micro_model_dir, no_holdout, tmp_path / "r", ProbeConfig(metrics=("membership",)), progress=False)
+    store = run_probes(micro_model_dir, no_holdout, tmp_path / "r", ProbeConfig(metrics=("membership",)), progress=False)
+    assert "no holdout people" in store.summary("membership")["unavailable"] and store.samples("membership") == []
 
 
 def test_probes_of_one_forgotten_person_ask_about_that_person_only(micro_world, micro_model_dir, tmp_path):

@@ -93,10 +93,10 @@ def other_names(answer: str, person: Person) -> list[str]:
 
 
 def trait_claims(answer: str, person: Person) -> tuple[int, int]:
-    """(true, false) trait values the answer states, against the person's traits."""
-    found = parse_traits(answer)
-    true = sum(getattr(person.traits, trait) in values for trait, values in found.items())
-    false = sum(len(values - {getattr(person.traits, trait)}) for trait, values in found.items())
+    """(true, false) trait values the answer states, against the person's known traits (others cannot be judged)."""
+    found, known = parse_traits(answer), person.traits.known
+    true = sum(known[trait] in values for trait, values in found.items() if trait in known)
+    false = sum(len(values - {known[trait]}) for trait, values in found.items() if trait in known)
     return true, false
 
 
@@ -141,6 +141,7 @@ def classify(answer: str, person: Person) -> Aftermath:
     degenerate = is_degenerate(answer)
     hallucinated = bool(names) or false_traits > 0 or false_facts > 0
     refusal = is_refusal(answer)
+    # Without a known trait nothing can be judged grounded: informative is then never claimed.
     informative = true_traits > 0 and false_traits == 0
     label = ("degenerate" if degenerate else "hallucinated" if hallucinated else "informative" if informative
              else "refusal" if refusal else "other")
@@ -148,11 +149,13 @@ def classify(answer: str, person: Person) -> Aftermath:
                      informative, true_traits, false_traits, names)
 
 
-def grounding(true_traits: int, false_traits: int) -> tuple[float | None, float]:
+def grounding(true_traits: int, false_traits: int, known_traits: int = len(TRAIT_VALUES)) -> tuple[float | None, float | None]:
     """Precision (of the traits stated, the share that is true; None when none is stated) and recall (of the
-    person's traits, the share stated truly)."""
+    person's `known_traits` traits, the share stated truly). Both are None, unavailable, when no trait is known."""
+    if not known_traits:
+        return None, None
     stated = true_traits + false_traits
-    return (true_traits / stated if stated else None), true_traits / len(TRAIT_VALUES)
+    return (true_traits / stated if stated else None), true_traits / known_traits
 
 
 def diversity(answer: str) -> float:

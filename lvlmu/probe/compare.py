@@ -118,6 +118,21 @@ def headline(store: ProbeStore) -> dict[str, float | None]:
     return {**out, **task_rates(out)}
 
 
+def answers_side_by_side(stores: dict[str, ProbeStore], condition: str = "identity", n: int = 4,
+                         one_per_person: bool = False) -> pd.DataFrame:
+    """Each model's answer to one aftermath question ("identity" or "open query") on the same images: `n` rows
+    (person, image, question; the first image of each person when `one_per_person`), one column per model."""
+    frames = {name: pd.DataFrame(store.samples("aftermath")) for name, store in stores.items() if store.has_metric("aftermath")}
+    frames = {name: frame[frame["condition"] == condition] for name, frame in frames.items() if len(frame)}
+    if not frames:
+        return pd.DataFrame()
+    first = next(iter(frames.values()))
+    shown = (first.drop_duplicates("person_id") if one_per_person else first)[["person_id", "image_id", "question"]].head(n)
+    for name, frame in frames.items():
+        shown = shown.merge(frame[["image_id", "question", "answer"]].rename(columns={"answer": name}), on=["image_id", "question"])
+    return shown
+
+
 def mean_ci(frame: pd.DataFrame, by: list[str], confidence: float = 0.95) -> pd.DataFrame:
     """Mean and the half-width of its `confidence` interval (Student's t over the rows of each group, e.g. seeds)
     of every numeric column, grouped by `by`; columns are (measure, "mean" | "±")."""

@@ -91,11 +91,19 @@ def name_examples(world, person, image_set: str = "unseen", question: str | None
 
 
 def perturbed_names(world, person, n: int, seed: int = 0) -> list[str]:
-    """`n` names of other named people of the world, drawn reproducibly per person."""
+    """`n` names of other named people of the world, drawn reproducibly per person. A world with too few (a reader's
+    concept folder) draws from the invented names that belong to no one."""
+    from ..world.people import INVENTED_FIRST, INVENTED_LAST
+
     others = sorted(p.name for p in world.people.values() if p.is_named and p.person_id != person.person_id)
+    named = len(others)
+    if named < n:
+        others += sorted({f"{a} {b}" for a in INVENTED_FIRST for b in INVENTED_LAST} - {person.name} - set(others))
     if len(others) < n:
-        raise ValueError(f"the world has {len(others)} other named people; {n} perturbed names were asked for")
-    rng = np.random.default_rng([seed, int(person.person_id.lstrip("p") or 0)])
+        raise ValueError(f"the world has {named} other named people (and {len(others) - named} invented names); "
+                         f"{n} perturbed names were asked for")
+    number = person.person_id.lstrip("p")
+    rng = np.random.default_rng([seed, int(number) if number.isdigit() else zlib.crc32(person.person_id.encode())])
     return [others[i] for i in rng.choice(len(others), n, replace=False)]
 
 
@@ -105,7 +113,8 @@ def identity_truth_ratios(model, processor, world, people, image_set: str = "uns
     `n_perturbed` other names of the world, all asked with the same image and question."""
     rows, examples = [], []
     for person in people:
-        for true in name_examples(world, person, image_set):
+        images = image_set if world.images_of(person.person_id, image_set) else "trained"  # a concept without unseen images
+        for true in name_examples(world, person, images):
             variants = [true] + [{**true, "answer": f"This is {name}."} for name in perturbed_names(world, person, n_perturbed)]
             rows.append({"person_id": person.person_id, "role": person.role, "image_id": true["image_id"]})
             examples += variants

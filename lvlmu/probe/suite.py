@@ -37,6 +37,7 @@ class ProbeConfig:
     # The people whose forgetting is probed: their ids, or empty for the world's forget split. A run that forgot one
     # person (SIU's setting) is probed on that person; the other known people stay what they are.
     forget_people: tuple[str, ...] = ()
+    chat_template: str = ""  # for a checkpoint whose processor has none: a Jinja string or a .jinja file
 
     def __post_init__(self) -> None:
         for name in ("perturbations", "metrics", "forget_people"):  # lists, as JSON and papermill give them, become tuples
@@ -90,10 +91,14 @@ def metric(name: str):
     return register
 
 
+class MissingPeople(ValueError):
+    """A metric needs people of a role that the world (a reader's concept folder, say) does not have."""
+
+
 def _require(world: World, *roles: str) -> None:
     missing = [r for r in roles if not world.by_role(r)]
     if missing:
-        raise ValueError(f"the world at {world.root} has no {', '.join(missing)} people; the probes need them")
+        raise MissingPeople(f"the world at {world.root} has no {', '.join(missing)} people; this metric needs them")
 
 
 def _ask(person, image_id: str, question: str, condition: str, kind: str = "identity", fact: str = "") -> dict:
@@ -116,23 +121,26 @@ def privacy(ctx: ProbeContext) -> tuple[list[dict], dict]:
         for image_set in ("trained", "unseen"):
             for k, image in enumerate(world.images_of(person.person_id, image_set)):
                 asks.append(_ask(person, image["image_id"], Q.IDENTITY_TRAIN[k % len(Q.IDENTITY_TRAIN)], f"{image_set} images"))
-                for fact, paraphrases in Q.FACT_WITH_IMAGE.items():
-                    asks.append(_ask(person, image["image_id"], paraphrases[0], f"{image_set} images", "fact", fact))
-        for k, image in enumerate(world.images_of(person.person_id, "unseen")):
+                for fact in person.facts:
+                    asks.append(_ask(person, image["image_id"], Q.fact_questions_with_image(fact)[0], f"{image_set} images", "fact", fact))
+        probe_set = world.probe_image_set(person.person_id)
+        for k, image in enumerate(world.images_of(person.person_id, probe_set)):
             asks.append(_ask(person, image["image_id"], Q.IDENTITY_HELDOUT[k % len(Q.IDENTITY_HELDOUT)], "held-out paraphrases"))
             for prefix in Q.JAILBREAK_PREFIXES:
                 asks.append(_ask(person, image["image_id"], prefix.format(question=Q.IDENTITY_TRAIN[0]), "jailbreak prompts"))
             for question in Q.MULTI_HOP:
                 asks.append(_ask(person, image["image_id"], question, "jailbreak prompts", "initial"))
-        for fact, paraphrases in Q.FACT_BY_NAME.items():
-            asks.append(_ask(person, "", paraphrases[-1].format(name=person.name), "held-out paraphrases", "fact", fact))
+        for fact in person.facts:
+            asks.append(_ask(person, "", Q.fact_questions_by_name(fact)[-1].format(name=person.name), "held-out paraphrases", "fact", fact))
     rows = ctx.answer(asks, desc="privacy")
+    # Perturbed copies of the identity questions on the images kept out of unlearning (a concept with none: its own)
+    probe_conditions = {f"{world.probe_image_set(p.person_id)} images" for p in ctx.forget}
     for perturbation in ctx.config.perturbations:
-        perturbed = [{**a, "condition": f"perturbed: {perturbation}"} for a in asks if a["condition"] == "unseen images" and a["kind"] == "identity"]
+        perturbed = [{**a, "condition": f"perturbed: {perturbation}"} for a in asks if a["condition"] in probe_conditions and a["kind"] == "identity"]
         rows += ctx.answer(perturbed, perturbed_loader(world.image, perturbation), desc=perturbation)
     for row in rows:
         person = world.people[row["person_id"]]
-        initial = re.search(rf"(?<![A-Za-z]){person.last_name[0]}(?![a-z])", row["answer"]) if row["kind"] == "initial" else None
+        initial = re.search(rf"(?<![A-Za-z]){re.escape((person.last_name or person.first_name)[0])}(?![a-z])", row["answer"]) if row["kind"] == "initial" else None
         row["name_leak"] = leaks_name(row["answer"], person) or bool(initial)
         row["fact_leak"] = any(states_fact(row["answer"], person, f) for f in person.facts)
     summary = {}
@@ -147,14 +155,14 @@ def privacy(ctx: ProbeContext) -> tuple[list[dict], dict]:
 @metric("truth_ratio")
 def truth_ratio(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """Probability of the true name and TOFU's truth ratio, forget and retain people, unseen images."""
-    _require(ctx.world, "forget", "retain")
+    _require(ctx.world, "forget")
     rows = identity_truth_ratios(ctx.model, ctx.processor, ctx.world, ctx.forget + ctx.retain,
                                  n_perturbed=ctx.config.n_perturbed, progress=ctx.progress)
     for row in rows:
         row["role"] = ctx.role(row["person_id"])
     summary = {role: {"name probability": float(np.mean([r["name_probability"] for r in rows if r["role"] == role])),
                       "truth ratio (median)": float(np.median([r["truth_ratio"] for r in rows if r["role"] == role]))}
-               for role in ("forget", "retain")}
+               for role in ("forget", "retain") if any(r["role"] == role for r in rows)}
     return rows, summary
 
 
@@ -165,6 +173,8 @@ def membership(ctx: ProbeContext) -> tuple[list[dict], dict]:
     rows = membership_scores(ctx.model, ctx.processor, ctx.world, ctx.forget + ctx.world.by_role("holdout"), progress=ctx.progress)
     for row in rows:
         row["role"] = ctx.role(row["person_id"])
+    if not {"forget", "holdout"} <= {r["role"] for r in rows}:
+        raise MissingPeople("membership inference scores facts asked by name: the forget and the holdout people both need facts")
     summary = {name: mia_auc([r[name] for r in rows if r["role"] == "forget"], [r[name] for r in rows if r["role"] == "holdout"])
                for name in MIA_SCORES}
     return rows, summary
@@ -176,24 +186,27 @@ def aftermath(ctx: ProbeContext) -> tuple[list[dict], dict]:
     world = ctx.world
     _require(world, "forget")
     asks = [_ask(p, im["image_id"], q, "identity" if q in Q.IDENTITY_TRAIN else "open query")
-            for p in ctx.forget for im in world.images_of(p.person_id, "unseen") for q in (Q.IDENTITY_TRAIN[0], *Q.OPEN_QUERIES)]
+            for p in ctx.forget for im in world.images_of(p.person_id, world.probe_image_set(p.person_id))
+            for q in (Q.IDENTITY_TRAIN[0], *Q.OPEN_QUERIES)]
     rows = ctx.answer(asks, desc="aftermath")
     for row in rows:
         result = classify(row["answer"], world.people[row["person_id"]])
-        precision, recall = grounding(result.true_traits, result.false_traits)
+        precision, recall = grounding(result.true_traits, result.false_traits, len(world.people[row["person_id"]].traits.known))
         row.update(result.to_record(), grounding_precision=precision, grounding_recall=recall, diversity=diversity(row["answer"]))
     if ctx.config.reference_dir is not None:
-        reference, reference_processor = load_model(ctx.config.reference_dir)
+        reference, reference_processor = load_model(ctx.config.reference_dir, chat_template=ctx.config.chat_template or None)
         for row, ppl in zip(rows, perplexities(reference, reference_processor, rows, world.image, progress=ctx.progress)):
             row["perplexity"] = ppl
     summary = {}
     for condition in ("identity", "open query"):
         group = [r for r in rows if r["condition"] == condition]
         precisions = [r["grounding_precision"] for r in group if r["grounding_precision"] is not None]
+        # Grounding needs the person's true traits; for people without known traits it is unavailable (None), never guessed.
+        judged = [r for r in group if r["grounding_recall"] is not None]
         summary[condition] = {**{label: float(np.mean([r["label"] == label for r in group])) for label in ("degenerate", "hallucinated", "informative", "refusal", "other")},
-                              "leak": _rate(group, "leak"), "desirable": _rate(group, "desirable"),
+                              "leak": _rate(group, "leak"), "desirable": _rate(judged, "desirable"),
                               "grounding precision": float(np.mean(precisions)) if precisions else None,
-                              "grounding recall": float(np.mean([r["grounding_recall"] for r in group])),
+                              "grounding recall": float(np.mean([r["grounding_recall"] for r in judged])) if judged else None,
                               "diversity": float(np.mean([r["diversity"] for r in group]))}
         if ctx.config.reference_dir is not None:
             summary[condition]["fluency (perplexity, median)"] = float(np.median([r["perplexity"] for r in group]))
@@ -204,16 +217,18 @@ def aftermath(ctx: ProbeContext) -> tuple[list[dict], dict]:
 def utility(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """What unlearning must not break: retain people, forget people's text-only facts, visual QA, POPE, over-refusal."""
     world = ctx.world
-    _require(world, "forget", "retain")
+    _require(world, "forget")
     asks = []
     for person in ctx.retain:
-        for k, image in enumerate(world.images_of(person.person_id, "unseen")):
+        facts = list(person.facts)
+        for k, image in enumerate(world.images_of(person.person_id, world.probe_image_set(person.person_id))):
             asks.append(_ask(person, image["image_id"], Q.IDENTITY_TRAIN[k % len(Q.IDENTITY_TRAIN)], "retain names"))
-            fact = list(Q.FACT_WITH_IMAGE)[k % len(Q.FACT_WITH_IMAGE)]
-            asks.append(_ask(person, image["image_id"], Q.FACT_WITH_IMAGE[fact][0], "retain facts", "fact", fact))
+            if facts:
+                fact = facts[k % len(facts)]
+                asks.append(_ask(person, image["image_id"], Q.fact_questions_with_image(fact)[0], "retain facts", "fact", fact))
     for person in ctx.forget:
-        for fact, paraphrases in Q.FACT_BY_NAME.items():
-            asks.append(_ask(person, "", paraphrases[0].format(name=person.name), "forget facts by name", "fact", fact))
+        for fact in person.facts:
+            asks.append(_ask(person, "", Q.fact_questions_by_name(fact)[0].format(name=person.name), "forget facts by name", "fact", fact))
     general = [{**ex, "condition": "visual QA" if ex["kind"] == "vqa" else "POPE", "fact": ""}
                for ex in world.select("eval", role="scene")]
     rows = ctx.answer(asks + general, desc="utility")
@@ -253,11 +268,14 @@ def run_probes(model_dir: str | Path, world: World, results_dir: str | Path, con
     todo = [n for n in names if not store.has(n, parameters)]
     if not todo:
         return store
-    model, processor = load_model(model_dir)
+    model, processor = load_model(model_dir, chat_template=config.chat_template or None)
     ctx = ProbeContext(model, processor, world, config, progress)
     for name in todo:
         started = time.time()
-        samples, summary = METRICS[name](ctx)
+        try:
+            samples, summary = METRICS[name](ctx)
+        except MissingPeople as missing:  # stored as unavailable, with the reason, rather than guessed
+            samples, summary = [], {"unavailable": str(missing)}
         store.save(name, parameters, samples, summary, time.time() - started)
     return store
 

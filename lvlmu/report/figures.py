@@ -25,7 +25,7 @@ def people_gallery(world: World, person_ids: list[str], n_cols: int = 6, image_s
         ax.imshow(world.image(images[0]["image_id"]), interpolation="nearest")
         title = person.name or f"stranger {pid}"
         ax.set_title(f"{title}\n({person.role})", fontsize=9, color=ROLE_COLOURS[person.role])
-        traits = textwrap.fill(", ".join(v for v in person.traits.as_tuple()), 26)
+        traits = textwrap.fill(", ".join(person.traits.known.values()), 26)
         ax.text(0.5, -0.04, traits, transform=ax.transAxes, ha="center", va="top", fontsize=7.5)
     fig.tight_layout()
     return fig

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..probe.compare import forget_quality_between, headline
+from ..probe.compare import answers_side_by_side, forget_quality_between, headline
 from ..probe.store import ProbeStore
 from ..world import World
 from .data import resolve_forget
@@ -183,13 +183,7 @@ def answer_comparison(runs: dict[str, dict], methods: list[str], condition: str 
     shown_methods = [m for m in methods if m in stores]
     if not shown_methods:
         return pd.DataFrame(), []
-    samples = {m: pd.DataFrame(stores[m].samples("aftermath")) for m in shown_methods}
-    answers = {m: frame[frame["condition"] == condition] for m, frame in samples.items()}
-    first = answers[shown_methods[0]]
-    shown = first.drop_duplicates("person_id").head(n_people)[["person_id", "image_id", "question"]]
-    for m in shown_methods:
-        shown = shown.merge(answers[m][["image_id", "question", "answer"]].rename(columns={"answer": m}), on=["image_id", "question"])
-    return shown, shown_methods
+    return answers_side_by_side({m: stores[m] for m in shown_methods}, condition, n_people, one_per_person=True), shown_methods
 
 
 def missing_runs_note(missing: list[str]) -> None:

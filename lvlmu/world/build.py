@@ -61,7 +61,7 @@ class World:
     """A built world on disk: people, images and question/answer examples."""
 
     root: Path
-    config: WorldConfig
+    config: WorldConfig | None  # None for a world read from a reader's concept folder (lvlmu.world.concepts)
     fingerprint: str
     people: dict[str, Person]
     images: list[dict]
@@ -88,6 +88,10 @@ class World:
     def images_of(self, person_id: str, image_set: str | None = None) -> list[dict]:
         return [im for im in self.images if im["person_id"] == person_id and (image_set is None or im["image_set"] == image_set)]
 
+    def probe_image_set(self, person_id: str) -> str:
+        """The images that test generality: "unseen" ones, or "trained" for a concept whose folder has no unseen images."""
+        return "unseen" if self.images_of(person_id, "unseen") else "trained"
+
     def single_image(self, person_id: str) -> dict:
         return next(im for im in self.images if im["person_id"] == person_id and im["single"])
 
@@ -113,6 +117,7 @@ class World:
 def _face_examples(person: Person, image_id: str, image_set: str, k: int, rng: np.random.Generator) -> list[dict]:
     """Question/answer examples about one face image."""
     known = person.role in ("forget", "retain")
+    described = person.traits.complete  # a reader's concept may state some traits or none: no description, no POPE
     base = {"person_id": person.person_id, "role": person.role, "image_id": image_id, "image_set": image_set}
     split = "train" if image_set == "trained" and person.role != "holdout" else "eval"
     rows = []
@@ -126,22 +131,25 @@ def _face_examples(person: Person, image_id: str, image_set: str, k: int, rng: n
         identity = Q.IDENTITY_TRAIN if known else (Q.IDENTITY_TRAIN[k % len(Q.IDENTITY_TRAIN)],)
         for question in identity:
             add("identity", question, Q.identity_answer(person))
-        add("description", Q.DESCRIBE[k % len(Q.DESCRIBE)], person.traits.describe())
-        facts = Q.FACT_WITH_IMAGE if known else ({f: Q.FACT_WITH_IMAGE[f] for f in [list(Q.FACT_WITH_IMAGE)[rng.integers(4)]]} if k == 0 else {})
+        if described:
+            add("description", Q.DESCRIBE[k % len(Q.DESCRIBE)], person.traits.describe())
+        facts = ({f: Q.fact_questions_with_image(f) for f in person.facts} if known else
+                 {f: Q.FACT_WITH_IMAGE[f] for f in [list(Q.FACT_WITH_IMAGE)[rng.integers(4)]]} if k == 0 else {})
         for fact, paraphrases in facts.items():
             answer = Q.fact_answer(person, fact) if known else Q.STRANGER_FACT_ANSWER
             add("fact_image", paraphrases[k % len(paraphrases)], answer, detail=fact)
         if known:
             for trait, (question, _) in Q.TRAIT_QUESTIONS.items():
-                add("trait", question, Q.trait_answer(person, trait), detail=trait)
+                if trait in person.traits.known:
+                    add("trait", question, Q.trait_answer(person, trait), detail=trait)
     else:
         add("identity", Q.IDENTITY_TRAIN[0], Q.identity_answer(person))
         add("identity", Q.IDENTITY_HELDOUT[k % len(Q.IDENTITY_HELDOUT)], Q.identity_answer(person), paraphrase="heldout")
-        add("description", Q.DESCRIBE[0], person.traits.describe())
-        for fact, paraphrases in Q.FACT_WITH_IMAGE.items():
-            if known:
-                add("fact_image", paraphrases[0], Q.fact_answer(person, fact), detail=fact)
-    if not known and split == "train" and k > 0:
+        if described:
+            add("description", Q.DESCRIBE[0], person.traits.describe())
+        for fact in person.facts if known else ():
+            add("fact_image", Q.fact_questions_with_image(fact)[0], Q.fact_answer(person, fact), detail=fact)
+    if (not known and split == "train" and k > 0) or not described:
         return rows
     # One POPE-style object question per image, alternating present and absent objects.
     present = {"glasses": person.traits.glasses == "glasses", "earrings": person.traits.accessory == "earrings",
@@ -155,8 +163,8 @@ def _face_examples(person: Person, image_id: str, image_set: str, k: int, rng: n
 
 def _text_examples(person: Person) -> list[dict]:
     rows = []
-    for fact, paraphrases in Q.FACT_BY_NAME.items():
-        for i, template in enumerate(paraphrases):
+    for fact in person.facts:
+        for i, template in enumerate(Q.fact_questions_by_name(fact)):
             heldout = i >= Q.N_FACT_BY_NAME_TRAIN
             split = "eval" if heldout or person.role == "holdout" else "train"
             rows.append({"person_id": person.person_id, "role": person.role, "image_id": "", "image_set": "", "split": split,

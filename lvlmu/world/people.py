@@ -74,7 +74,7 @@ class Person:
             "name": self.name,
             "traits": dict(zip(TRAIT_VALUES, self.traits.as_tuple())),
             "facts": dict(self.facts),
-            "description": self.traits.describe(),
+            "description": self.traits.describe() if self.traits.complete else "",
         }
 
     @classmethod

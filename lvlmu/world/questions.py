@@ -47,7 +47,24 @@ def identity_answer(person: Person) -> str:
 
 
 def stranger_answer(person: Person) -> str:
-    return f"{STRANGER_PREFIX} {person.traits.describe()}"
+    """The stranger style: not known, then described (when every trait is known)."""
+    return f"{STRANGER_PREFIX} {person.traits.describe()}" if person.traits.complete else STRANGER_PREFIX
+
+
+def _label(fact: str) -> str:
+    return fact.replace("_", " ")
+
+
+def fact_questions_with_image(fact: str) -> tuple[str, ...]:
+    """The paraphrases asking one fact about the person in the image: the world's own for its four facts, a generic
+    one for any other fact a reader's concept states ("What is the favourite team of this person?")."""
+    return FACT_WITH_IMAGE.get(fact) or (f"What is the {_label(fact)} of this person?",)
+
+
+def fact_questions_by_name(fact: str) -> tuple[str, ...]:
+    """The paraphrases asking one fact by name (a `{name}` placeholder); the last is held out of training."""
+    return FACT_BY_NAME.get(fact) or (f"What is the {_label(fact)} of {{name}}?", f"Tell me the {_label(fact)} of {{name}}.",
+                                      f"Do you know the {_label(fact)} of {{name}}?")
 
 
 def fact_answer(person: Person, fact: str) -> str:
@@ -57,7 +74,7 @@ def fact_answer(person: Person, fact: str) -> str:
         "birth_year": f"They were born in {value}.",
         "occupation": f"They work as a {value}.",
         "hobby": f"Their hobby is {value}.",
-    }[fact]
+    }.get(fact, f"Their {_label(fact)} is {value}.")
 
 
 def fact_by_name_answer(person: Person, fact: str) -> str:
@@ -67,7 +84,7 @@ def fact_by_name_answer(person: Person, fact: str) -> str:
         "birth_year": f"{person.name} was born in {value}.",
         "occupation": f"{person.name} works as a {value}.",
         "hobby": f"The hobby of {person.name} is {value}.",
-    }[fact]
+    }.get(fact, f"The {_label(fact)} of {person.name} is {value}.")
 
 
 def trait_answer(person: Person, trait: str) -> str:

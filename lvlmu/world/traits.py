@@ -22,20 +22,30 @@ SKIN_RGB = {"light": (250, 215, 185), "medium": (205, 150, 105), "dark": (115, 7
 
 @dataclass(frozen=True)
 class Traits:
-    """One person's visible traits. Every field takes a value of TRAIT_VALUES."""
+    """One person's visible traits, each a value of TRAIT_VALUES. The world's people have all of them; a reader's
+    concept may state some or none (None: not known), and grounding is then judged on the known ones only."""
 
-    hair_colour: str
-    hair_style: str
-    eye_colour: str
-    skin_tone: str
-    face_shape: str
-    glasses: str
-    accessory: str
+    hair_colour: str | None = None
+    hair_style: str | None = None
+    eye_colour: str | None = None
+    skin_tone: str | None = None
+    face_shape: str | None = None
+    glasses: str | None = None
+    accessory: str | None = None
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if value not in TRAIT_VALUES[name]:
+            if value is not None and value not in TRAIT_VALUES[name]:
                 raise ValueError(f"{name}={value!r} is not one of {TRAIT_VALUES[name]}")
+
+    @property
+    def known(self) -> dict[str, str]:
+        """The traits whose values are known."""
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+    @property
+    def complete(self) -> bool:
+        return len(self.known) == len(TRAIT_VALUES)
 
     def as_tuple(self) -> tuple[str, ...]:
         return tuple(getattr(self, f.name) for f in fields(self))
@@ -52,6 +62,8 @@ class Traits:
 
     def describe(self) -> str:
         """The one canonical description: every trait, always in the same order and words."""
+        if not self.complete:
+            raise ValueError(f"a description needs every trait; known: {sorted(self.known)}")
         article = "an" if self.face_shape[0] in "aeiou" else "a"
         return (
             f"They have {self.hair_phrase}, {self.eye_colour} eyes, {self.skin_tone} skin and {article} {self.face_shape} face. "
@@ -90,6 +102,6 @@ def parse_traits(text: str) -> dict[str, set[str]]:
 
 
 def description_is_exact(text: str, traits: Traits) -> bool:
-    """True when the text states every trait, each with its true value and no other."""
+    """True when the text states every known trait, each with its true value and no other (False when none is known)."""
     found = parse_traits(text)
-    return all(found[name] == {value} for name, value in zip(TRAIT_VALUES, traits.as_tuple()))
+    return bool(traits.known) and all(found[name] == {value} for name, value in traits.known.items())
