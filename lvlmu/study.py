@@ -86,9 +86,10 @@ def notebook_parameters(config) -> dict:
 
 
 def stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
-    world_dir, models = artifacts / "world", artifacts / "models"
+    world_dir, models, concept_dir = artifacts / "world", artifacts / "models", artifacts / "concepts" / "example"
     return [
-        Stage("world", {"world_dir": str(world_dir), "world_config": notebook_parameters(config.world)}, outputs=(str(world_dir / "world.json"),)),
+        Stage("world", {"world_dir": str(world_dir), "world_config": notebook_parameters(config.world), "concept_dir": str(concept_dir)},
+              outputs=(str(world_dir / "world.json"), str(concept_dir / "concept.yaml"))),
         Stage(
             "pretrain",
             {"world_dir": str(world_dir), "vision_dir": str(models / "vision"), "base_dir": str(models / "base"),
@@ -114,7 +115,21 @@ def stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
             needs=("pretrain",), threads=config.pretrain.threads,
         ),
         *unlearn_stages(config, artifacts),
+        adapt_stage(config, artifacts),
     ]
+
+
+def adapt_stage(config: StudyConfig, artifacts: Path) -> Stage:
+    """The adapt template on the example concept folder and the tiny base model, with SIU's single-image settings of
+    the grid; it runs beside the grid, on one thread."""
+    settings = {"method": "siu", "images": "single", "steps": config.unlearn.steps, "threads": config.unlearn.threads,
+                **config.unlearn.single_overrides("siu")}
+    return Stage("adapt", {"model_dir": str(artifacts / "models" / "base"), "concept_dir": str(artifacts / "concepts" / "example"),
+                           "out_dir": str(artifacts / "adapt" / "unlearned"), "results_dir": str(artifacts / "adapt" / "probes"),
+                           "unlearn_config": settings, "probe_config": notebook_parameters(config.probe)},
+                 inputs=(str(artifacts / "concepts" / "example" / "concept.yaml"), str(artifacts / "models" / "base" / "manifest.json")),
+                 outputs=(str(artifacts / "adapt" / "probes" / "after" / "summary.json"),),
+                 needs=("world", "pretrain"), threads=1, required=False)
 
 
 def grid_runs(config: StudyConfig, artifacts: Path) -> dict[str, dict]:

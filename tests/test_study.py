@@ -23,10 +23,10 @@ MICRO_STUDY = StudyConfig(MICRO_WORLD, MICRO_VISION, replace(MICRO_PRETRAIN, epo
                           probe=ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip",)), unlearn=MICRO_GRID, jobs=2)
 # The same study with a changed probe budget and a finished run's learning rate changed (the cache test switches to it).
 CHANGED_STUDY = replace(MICRO_STUDY, eval_max_per_group=6, unlearn=replace(MICRO_GRID, split_hyperparameters={"graddiff": {"learning_rate": 5e-4}}))
-BASE_STAGES = {"world", "pretrain", "probe"}
+BASE_STAGES = {"world", "pretrain", "probe", "adapt"}
 GRID_STAGES = {"split-graddiff-seed0", "split-idk-seed0", "split-pubg-seed0", "single-siu-person0-seed0", "single-graddiff-person0-seed0",
                "compare", "pubg", "claims", "intro"}
-CHAPTERS = ("intro", "world", "pretrain", "probe", "unlearn", "compare", "pubg", "claims")
+CHAPTERS = ("intro", "world", "pretrain", "probe", "unlearn", "compare", "pubg", "claims", "adapt")
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,13 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
     assert "Traceback" not in compare_page and "split-idk-seed0" in compare_page, "the failed run is named as missing"
     # The other runs ran the short template; their notebooks stay with the artifacts.
     assert (book / "artifacts" / "runs" / "single-graddiff-person0-seed0.ipynb").exists()
+    # The adapt template ran on the example concept folder that the world chapter wrote: probed before and after.
+    assert (book / "artifacts" / "concepts" / "example" / "concept.yaml").exists()
+    adapt_page = (html / "book" / "notebooks" / "adapt.html").read_text()
+    for text in ("name leak: unseen images", "before", "after", "LLaVA-1.5-13B", "estimate"):
+        assert text in adapt_page, text
+    adapted = json.loads((book / "artifacts" / "adapt" / "unlearned" / "manifest.json").read_text())
+    assert adapted["method"] == "siu" and adapted["config"]["images"] == "single"
 
 
 def test_the_book_renders_in_headless_chromium(study_run):
@@ -95,7 +102,7 @@ def test_the_book_renders_in_headless_chromium(study_run):
         for image in images:
             figure = image.find_parent("figure")
             assert figure is not None and figure.find("figcaption") and figure.find("figcaption").get_text(strip=True), f"{name}: uncaptioned figure"
-    for page in ("methods", "limitations", "rerun"):
+    for page in ("methods", "limitations", "rerun", "adapt"):
         dom = BeautifulSoup(render_in_chromium(html / "book" / f"{page}.html"), "html.parser")
         assert (dom.find("main") or dom).find("h1"), f"{page} did not load"
 
