@@ -278,18 +278,34 @@ def stage_book_sources(book_dir: Path) -> None:
         shutil.copy2(page, book_dir / "book" / page.name)
 
 
-def missing_results_page(stage: Stage, book_dir: Path) -> None:
-    """A chapter none of whose runs has results becomes a page that names them, instead of empty tables."""
+CHAPTER_TITLES = {"pubg": "PUBG against the baselines", "compare": "Every method compared", "claims": "The papers' claims, checked",
+                  "intro": "Unlearning in vision-language models", "unlearn": "Unlearning a person from one image",
+                  "adapt": "Your own model and concepts"}
+
+
+def placeholder_page(stage: Stage, book_dir: Path, message: str) -> None:
+    """In place of a chapter that cannot show results: a page with its title and a warning box, so the book builds."""
     import nbformat
 
-    title = {"pubg": "PUBG against the baselines", "compare": "Every method compared", "claims": "The papers' claims, checked",
-             "intro": "Unlearning in vision-language models"}.get(stage.name, stage.name)
-    names = ", ".join(f"`{name}`" for name in stage.reads_runs) or "(the grid has none)"
-    text = (f"# {title}\n\n:::{{warning}}\nThis chapter has no results to show: none of the runs it reads has finished. "
-            f"The missing runs: {names}.\n\nRun the study without `--only` (`python -m lvlmu study`) to make them.\n:::\n")
     path = book_dir / stage.notebook_path
+    title = CHAPTER_TITLES.get(path.stem, path.stem)
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = f"# {title}\n\n:::{{warning}}\n{message}\n:::\n"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(text)]), path)
+
+
+def missing_results_page(stage: Stage, book_dir: Path) -> None:
+    """A chapter none of whose runs has results becomes a page that names them, instead of empty tables."""
+    names = ", ".join(f"`{name}`" for name in stage.reads_runs) or "(the grid has none)"
+    placeholder_page(stage, book_dir, f"This chapter has no results to show: none of the runs it reads has finished. "
+                                      f"The missing runs: {names}.\n\nRun the study without `--only` (`python -m lvlmu study`) to make them.")
+
+
+def failed_chapter_page(stage: Stage, book_dir: Path, error: str) -> None:
+    """A book chapter whose notebook failed becomes a page that says so and gives the error's last line."""
+    last = next((line.strip() for line in reversed(error.splitlines()) if line.strip()), "unknown error").replace("`", "'")
+    placeholder_page(stage, book_dir, f"This chapter's notebook (`{stage.name}`) failed, so it shows no results: `{last}`.\n\n"
+                                      "The pipeline's log has the whole traceback; the other chapters ran.")
 
 
 def _execute(stage: Stage, notebooks_dir: Path, book_dir: Path, cache_dir: Path, kernel: str, force: bool, stream_output: bool) -> tuple[str, str, float]:
@@ -371,6 +387,9 @@ def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = 
                     if stage.required:
                         raise RuntimeError(error)
                     failed[name] = error
+                    if stage.notebook_path.startswith("book/"):  # a chapter: the book shows a page saying it failed
+                        failed_chapter_page(stage, book_dir, error)
+                        (artifacts / "cache" / f"{name}.json").unlink(missing_ok=True)
                     log(f"[lvlmu] {count} stage {name}: FAILED after {seconds:.0f} s, going on with the rest:\n{error}")
                 else:
                     log(f"[lvlmu] {count} stage {name}: {status} ({seconds:.0f} s)")

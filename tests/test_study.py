@@ -218,3 +218,14 @@ def test_only_runs_one_method_and_a_chapter_without_results_names_its_missing_ru
         moved.rename(results)
     with pytest.raises(ValueError, match="unknown method 'nope'"):
         run_study(CHANGED_STUDY, book_dir=book, build=False, log=lambda *_: None, only="nope")
+
+
+def test_a_failed_chapter_becomes_a_page_that_says_so(tmp_path):
+    from lvlmu.study import failed_chapter_page
+
+    stage = Stage("adapt", {}, required=False)
+    failed_chapter_page(stage, tmp_path, "Traceback ...\n  File x\nValueError: the concept `x` has no images\n")
+    page = nbformat.read(tmp_path / "book" / "notebooks" / "adapt.ipynb", as_version=4)
+    text = page.cells[0].source
+    assert text.startswith("# Your own model and concepts") and ":::{warning}" in text
+    assert "ValueError: the concept 'x' has no images" in text and "`adapt`" in text
