@@ -39,12 +39,13 @@ def unavailable_metrics(store: ProbeStore) -> dict[str, str]:
 def probe_report(stores: dict[str, ProbeStore]) -> pd.DataFrame:
     """REPORT_ROWS for each model side by side: rates in percent, MIA AUC as it is, and "unavailable" where the world
     lacks what a figure needs (traits for grounding, other concepts for retain figures, holdout concepts for MIA)."""
-    table = pd.DataFrame({name: {row: headline(store).get(row) for row in REPORT_ROWS} for name, store in stores.items()})
     def shown(row: str, value):
         if value is None or value != value:
             return UNAVAILABLE
         return round(value, 3) if row.startswith("MIA") else round(100 * value, 1)
-    return pd.DataFrame({name: {row: shown(row, v) for row, v in column.items()} for name, column in table.items()})
+
+    figures = {name: headline(store) for name, store in stores.items()}
+    return pd.DataFrame({name: {row: shown(row, values.get(row)) for row in REPORT_ROWS} for name, values in figures.items()})
 
 
 def example_concept(world_dir: str | Path, out_dir: str | Path) -> Path:

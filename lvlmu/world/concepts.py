@@ -51,8 +51,7 @@ def _concept_file(folder: Path) -> Path:
     return found[0]
 
 
-def _read_concept(folder: Path, person_id: str, role: str) -> Person:
-    path = _concept_file(folder)
+def _read_concept(path: Path, person_id: str, role: str) -> Person:
     try:
         record = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
     except (json.JSONDecodeError, yaml.YAMLError) as error:
@@ -109,9 +108,9 @@ def load_concepts(folder: str | os.PathLike) -> World:
         person_id = _slug(directory.name if directory != root else "concept")
         if person_id in people:
             raise ConceptError(f"two concepts in {root} share the id {person_id!r}; rename one of their folders")
-        person = _read_concept(directory, person_id, role)
-        people[person_id] = person
-        hashed[str(_concept_file(directory).relative_to(root))] = hash_file(_concept_file(directory))
+        concept_file = _concept_file(directory)
+        person = people[person_id] = _read_concept(concept_file, person_id, role)
+        hashed[str(concept_file.relative_to(root))] = hash_file(concept_file)
         trained = _images(directory / "images", required=True)
         plan = [(p, "unseen" if role == "holdout" else "trained") for p in trained] + [(p, "unseen") for p in _images(directory / "unseen", False)]
         for k, (path, image_set) in enumerate(plan):
