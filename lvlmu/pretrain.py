@@ -8,13 +8,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-from transformers import Trainer
 
 from .data import ShiftMirror, VisionTextCollator
 from .io import atomic_directory, hash_file, package_versions, write_json
-from .model import build_processor, build_tiny_model, count_parameters, get_preset
+from .model import build_processor, build_tiny_model, count_parameters, get_preset, save_model
 from .model.tokenizer import train_tokenizer
-from .training import peak_memory_mb, reusable_manifest, training_arguments, training_source_fingerprint, use_text_progress
+from .training import AnswerLossTrainer, peak_memory_mb, reusable_manifest, training_arguments, training_source_fingerprint, use_text_progress
 from .vision import load_vision_tower
 from .world import World
 from .world.people import FIRST_NAMES, INVENTED_FIRST, INVENTED_LAST, LAST_NAMES
@@ -96,7 +95,7 @@ def _train_phase(model, processor, world: World, examples: list[dict], steps: in
     args = training_arguments(work_dir, config, steps, config.batch_size, progress_bar,
                               gradient_accumulation_steps=config.gradient_accumulation_steps, weight_decay=config.weight_decay)
     collator = VisionTextCollator(processor, world.image, augment=ShiftMirror(config.max_shift, config.seed) if config.augment else None)
-    trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=collator)
+    trainer = AnswerLossTrainer(model=model, args=args, train_dataset=examples, data_collator=collator)
     if not progress_bar:
         use_text_progress(trainer)
     result = trainer.train()
@@ -145,8 +144,7 @@ def pretrain(world: World, out_dir: str | os.PathLike, config: PretrainConfig = 
             history += [{**h, "phase": phase} for h in phase_history]
             losses.append((result.training_loss, phase_steps))
             offset += phase_steps
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
+        save_model(model, processor, tmp)
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
         manifest = {
             "kind": "pretrain",

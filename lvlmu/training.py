@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
+from .answers import answer_logits
 from .io import hash_file, hash_json
 from .world import World
 
@@ -53,6 +54,20 @@ def training_arguments(output_dir: Path, config, steps: int, batch_size: int, pr
     )
 
 
+class AnswerLossTrainer(Trainer):
+    """Trainer whose loss is the model's own next-token cross-entropy on the answer tokens, computed from the logits
+    at those tokens alone (lvlmu.answers): the same loss, without projecting image and prompt positions onto the
+    vocabulary."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs:
+            raise ValueError("AnswerLossTrainer computes the loss without the model's full outputs")
+        answers = answer_logits(model, inputs)
+        # Like transformers' causal-LM loss: summed, over the batch's answer tokens (all accumulated steps' when given).
+        total = -answers.token_logprobs().sum()
+        return total / (num_items_in_batch if num_items_in_batch is not None else answers.targets.numel())
+
+
 def use_text_progress(trainer: Trainer) -> Trainer:
     """Replace tqdm and the printed log dicts with plain lines (for notebooks: widgets do not render offline)."""
     trainer.remove_callback(PrinterCallback)
@@ -70,7 +85,7 @@ def training_source_files() -> dict[str, Path]:
     """The code that decides what a trained model becomes, keyed by path inside the package (model/build.py and
     world/build.py are different files)."""
     package = Path(__file__).resolve().parent
-    files = [package / name for name in ("training.py", "vision.py", "pretrain.py", "data.py")]
+    files = [package / name for name in ("training.py", "vision.py", "pretrain.py", "data.py", "answers.py")]
     files += [*sorted((package / "model").glob("*.py")), *sorted((package / "world").glob("*.py"))]
     return {str(p.relative_to(package)): p for p in files}
 

@@ -20,6 +20,7 @@ from transformers import CLIPConfig, CLIPForImageClassification, CLIPVisionModel
 from .data import ShiftMirror, can_mirror
 from .io import atomic_directory, package_versions, write_json
 from .model import build_image_processor, get_preset, vision_tower_config
+from .model.build import TRAINING_ATTENTION
 from .training import reusable_manifest, training_arguments, training_source_fingerprint, use_text_progress
 from .world import World
 from .world.render import SHAPE_RGB, SHAPES
@@ -109,7 +110,7 @@ class ImageLabelCollator:
 
 def _classifier(config: VisionPretrainConfig, image_size: int) -> CLIPForImageClassification:
     clip = CLIPConfig(vision_config=vision_tower_config(config.preset, image_size).to_dict(), num_labels=len(LABELS),
-                      problem_type="multi_label_classification")
+                      problem_type="multi_label_classification", attn_implementation=TRAINING_ATTENTION)
     torch.manual_seed(config.seed)
     return CLIPForImageClassification(clip)
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import TrainingArguments
 
+from lvlmu.answers import AnswerLogits, answer_logits, at_answer_tokens, predicts_answer
 from lvlmu.data import VisionTextCollator
 from lvlmu.model import load_model
 from lvlmu.probe.knowledge import leaks_name, leaks_private, states_fact
@@ -62,17 +63,24 @@ def test_guidance_kl_matches_a_hand_computation():
         p = torch.softmax(teacher[0, t_pos], -1).tolist()
         q = torch.softmax(student[0, s_pos], -1).tolist()
         kls.append(sum(pi * math.log(pi / qi) for pi, qi in zip(p, q)))
-    assert guidance_kl(student, student_labels, teacher, teacher_labels).item() == pytest.approx(sum(kls) / 3, rel=1e-5)
-    assert guidance_kl(teacher, teacher_labels, teacher, teacher_labels).item() == pytest.approx(0.0, abs=1e-6)
+
+    def at_answers(logits, labels):  # what answer_logits returns for these logits
+        keep = predicts_answer(labels)
+        return AnswerLogits(logits[keep], at_answer_tokens(labels, labels), torch.zeros(int(keep.sum()), dtype=torch.long), 1)
+
+    assert guidance_kl(at_answers(student, student_labels), at_answers(teacher, teacher_labels)).item() == pytest.approx(sum(kls) / 3, rel=1e-5)
+    assert guidance_kl(at_answers(teacher, teacher_labels), at_answers(teacher, teacher_labels)).item() == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="same number of answer tokens"):
-        guidance_kl(student, torch.tensor([[-100, -100, -100, -100, 1, 0]]), teacher, teacher_labels)
+        guidance_kl(at_answers(student, torch.tensor([[-100, -100, -100, -100, 1, 0]])), at_answers(teacher, teacher_labels))
 
 
 def test_answer_log_probabilities_match_a_hand_computation():
-    logits = torch.tensor([[[0.0, 1.0, 2.0], [2.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
-    labels, mask = torch.tensor([[2, 0, 1]]), torch.tensor([[True, True, False]])
-    expected = math.log(math.exp(2) / (1 + math.e + math.exp(2))) + math.log(math.exp(2) / (math.exp(2) + 2))
-    assert sequence_logprob(logits, labels, mask).item() == pytest.approx(expected, rel=1e-6)
+    # Two rows: the first has two answer tokens, the second one.
+    logits = torch.tensor([[0.0, 1.0, 2.0], [2.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+    answers = AnswerLogits(logits, targets=torch.tensor([2, 0, 1]), rows=torch.tensor([0, 0, 1]), batch_size=2)
+    first = math.log(math.exp(2) / (1 + math.e + math.exp(2))) + math.log(math.exp(2) / (math.exp(2) + 2))
+    second = math.log(math.exp(3) / (math.exp(3) + 2))
+    assert sequence_logprob(answers).tolist() == pytest.approx([first, second], rel=1e-6)
 
 
 def test_pubg_loss_is_its_three_weighted_terms(micro_world, micro_model_dir, tmp_path):
@@ -91,8 +99,7 @@ def test_pubg_loss_is_its_three_weighted_terms(micro_world, micro_model_dir, tmp
     trainer = METHODS["pubg"](model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True),
                               ref_model=reference, weights=weights)
     with torch.no_grad():
-        kl = guidance_kl(model(**{k: v for k, v in batch["guide"].items() if k != "labels"}).logits, batch["guide"]["labels"],
-                         reference(**{k: v for k, v in batch["teacher"].items() if k != "labels"}).logits, batch["teacher"]["labels"])
+        kl = guidance_kl(answer_logits(model, batch["guide"]), answer_logits(reference, batch["teacher"]))
         expected = -0.3 * nll(model, batch["forget"]) + 1.5 * kl + 2.0 * nll(model, batch["retain"])
         assert trainer.compute_loss(model, batch).item() == pytest.approx(expected.item(), rel=1e-5)
         assert kl.item() > 0
@@ -103,7 +110,8 @@ def test_pubg_loss_is_its_three_weighted_terms(micro_world, micro_model_dir, tmp
 
 
 def test_a_few_pubg_steps_favour_the_grounded_answer_over_the_true_name(micro_world, micro_model_dir, tmp_path):
-    config = UnlearnConfig(method="pubg", steps=8, batch_size=4, learning_rate=2e-3, weights={"suppress": 0.2})
+    # 16 steps at 1e-3: 8 steps at 2e-3 sat at the edge, and on some micro models the grounded answer lost
+    config = UnlearnConfig(method="pubg", steps=16, batch_size=4, learning_rate=1e-3, weights={"suppress": 0.2})
     out = tmp_path / "pubg"
     manifest = unlearn(micro_world, micro_model_dir, out, config, progress_bar=False)
     assert manifest["n_guidance_examples"] > 0 and (out / "guidance.jsonl").exists()

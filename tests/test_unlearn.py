@@ -106,6 +106,7 @@ def test_bad_requests_fail_clearly(micro_world, micro_model_dir, tmp_path):
 def test_dual_masked_kl_matches_a_hand_computation():
     import math
 
+    from lvlmu.answers import at_answer_tokens, predicts_answer
     from lvlmu.unlearn.siu import dual_masked_kl
 
     torch.manual_seed(0)
@@ -126,13 +127,18 @@ def test_dual_masked_kl_matches_a_hand_computation():
         p, q = softmax_without(logits[0, t].tolist(), forbidden), softmax_without(ref[0, t].tolist(), forbidden)
         kls.append(sum(q[v] * math.log(q[v] / p[v]) for v in q))
     assert len(kls) == 2
-    assert dual_masked_kl(logits, ref, labels, target, forbidden).item() == pytest.approx(sum(kls) / len(kls), rel=1e-5)
+
+    def dmk(logits, target, forbidden):  # at the answer tokens, as the SIU trainer passes them
+        keep = predicts_answer(labels)
+        return dual_masked_kl(logits[keep], ref[keep], ~at_answer_tokens(target, labels), forbidden).item()
+
+    assert dmk(logits, target, forbidden) == pytest.approx(sum(kls) / len(kls), rel=1e-5)
     # Masked positions and forbidden ids do not matter; without masks the value changes.
     changed = logits.clone()
     changed[0, 2] += 5.0  # predicts the target token
     changed[0, :, 0] -= 3.0  # the forbidden id
-    assert dual_masked_kl(changed, ref, labels, target, forbidden).item() == pytest.approx(sum(kls) / len(kls), rel=1e-5)
-    assert dual_masked_kl(changed, ref, labels, torch.zeros_like(target), []).item() != pytest.approx(sum(kls) / len(kls), rel=1e-3)
+    assert dmk(changed, target, forbidden) == pytest.approx(sum(kls) / len(kls), rel=1e-5)
+    assert dmk(changed, torch.zeros_like(target), []) != pytest.approx(sum(kls) / len(kls), rel=1e-3)
 
 
 def test_siu_targets_from_one_image(micro_world, micro_model_dir):

@@ -14,7 +14,8 @@ from scipy.stats import ks_2samp
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from ..data import IGNORE_INDEX, VisionTextCollator
+from ..answers import answer_logits
+from ..data import VisionTextCollator
 
 
 @torch.no_grad()
@@ -27,14 +28,10 @@ def answer_logprobs(model, processor, examples: list[dict], load_image: Callable
     out: list[np.ndarray] = []
     for start in tqdm(range(0, len(examples), batch_size), desc="scoring", disable=not progress, unit="batch"):
         batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size]).items()}
-        labels = batch.pop("labels")
         if "pixel_values" in batch:
             batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
-        logits = model(**batch).logits[:, :-1].float()
-        targets = labels[:, 1:]
-        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        for row, mask in zip(logprobs, targets != IGNORE_INDEX):
-            out.append(row[mask].cpu().numpy())
+        answers = answer_logits(model, batch)
+        out.extend(row.cpu().numpy() for row in answers.token_logprobs().split(answers.tokens_per_row().tolist()))
     return out
 
 

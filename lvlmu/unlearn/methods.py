@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer
 
-from ..data import IGNORE_INDEX
+from ..answers import AnswerLogits, answer_logits, at_answer_tokens
 
 
 @dataclass(frozen=True)
@@ -22,27 +22,14 @@ class LossWeights:
     guide: float = 1.0  # PUBG's behaviour-guidance (KL to the teacher) weight
 
 
-def _model_inputs(batch: dict) -> dict:
-    return {k: v for k, v in batch.items() if k not in ("labels", "target_mask")}
-
-
-def answer_logits(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Logits predicting each next token, the shifted labels, and the mask of answer positions."""
-    logits = model(**_model_inputs(batch)).logits[:, :-1].float()
-    labels = batch["labels"][:, 1:]
-    return logits, labels, labels != IGNORE_INDEX
-
-
-def sequence_logprob(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def sequence_logprob(answers: AnswerLogits) -> torch.Tensor:
     """Sum over each sequence's answer tokens of log p(token): one value per sequence."""
-    token = torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (token * mask).sum(-1)
+    return answers.per_row(answers.token_logprobs())
 
 
 def nll(model, batch: dict) -> torch.Tensor:
     """Mean negative log-likelihood over the answer tokens of the batch."""
-    logits, labels, mask = answer_logits(model, batch)
-    return -(sequence_logprob(logits, labels, mask).sum() / mask.sum())
+    return -answer_logits(model, batch).token_logprobs().mean()
 
 
 METHODS: dict[str, type["UnlearnTrainer"]] = {}
@@ -113,18 +100,12 @@ class UnlearnTrainer(Trainer):
         return nll(model, batch)
 
     @torch.no_grad()
-    def reference_logits(self, model, batch: dict) -> torch.Tensor:
-        """The frozen reference's logits, as the model returns them (unshifted)."""
+    def reference(self, model, batch: dict) -> AnswerLogits:
+        """answer_logits under the frozen reference: a separate model, or this one with its adapter disabled."""
         if self.ref_model is not None:
-            return self.ref_model(**_model_inputs(batch)).logits
+            return answer_logits(self.ref_model, batch)
         with model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext():
-            return model(**_model_inputs(batch)).logits
-
-    @torch.no_grad()
-    def reference(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """answer_logits under the frozen reference."""
-        labels = batch["labels"][:, 1:]
-        return self.reference_logits(model, batch)[:, :-1].float(), labels, labels != IGNORE_INDEX
+            return answer_logits(model, batch)
 
 
 @register("ga")
@@ -150,10 +131,8 @@ class KLMinimization(GradientAscent):
     needs_reference = True
 
     def retain_loss(self, model, batch):
-        logits, _, mask = answer_logits(model, batch)
-        ref_logits, _, _ = self.reference(model, batch)
-        kl = F.kl_div(torch.log_softmax(logits, -1), torch.log_softmax(ref_logits, -1), log_target=True, reduction="none").sum(-1)
-        return (kl * mask).sum() / mask.sum()
+        logits, ref_logits = answer_logits(model, batch).logits, self.reference(model, batch).logits
+        return F.kl_div(torch.log_softmax(logits, -1), torch.log_softmax(ref_logits, -1), log_target=True, reduction="none").sum(-1).mean()
 
 
 @register("npo")
@@ -164,9 +143,7 @@ class NPO(GradDiff):
 
     def forget_loss(self, model, inputs):
         batch = inputs["forget"]
-        logits, labels, mask = answer_logits(model, batch)
-        ref_logits, _, _ = self.reference(model, batch)
-        log_ratio = sequence_logprob(logits, labels, mask) - sequence_logprob(ref_logits, labels, mask)
+        log_ratio = sequence_logprob(answer_logits(model, batch)) - sequence_logprob(self.reference(model, batch))
         return (-2.0 / self.weights.beta * F.logsigmoid(-self.weights.beta * log_ratio)).mean()
 
 
@@ -198,9 +175,7 @@ class DPO(GradDiff):
     def forget_loss(self, model, inputs):
         margins = []
         for batch in (inputs["alternative"], inputs["forget"]):
-            logits, labels, mask = answer_logits(model, batch)
-            ref_logits, _, _ = self.reference(model, batch)
-            margins.append(sequence_logprob(logits, labels, mask) - sequence_logprob(ref_logits, labels, mask))
+            margins.append(sequence_logprob(answer_logits(model, batch)) - sequence_logprob(self.reference(model, batch)))
         chosen, rejected = margins
         return -F.logsigmoid(self.weights.beta * (chosen - rejected)).mean()
 
@@ -218,14 +193,10 @@ class SIU(UnlearnTrainer):
         batch = inputs["forget"]
         if "target_mask" not in batch:
             raise ValueError("SIU needs target masks in its forget batches (PairedCollator(..., target_masks=True))")
-        target_mask = batch["target_mask"]
-        logits = model(**_model_inputs(batch)).logits
-        with torch.no_grad():
-            ref_logits = self.reference_logits(model, batch)
-        labels = batch["labels"][:, 1:]
-        mask = labels != IGNORE_INDEX
-        ce = -(sequence_logprob(logits[:, :-1].float(), labels, mask).sum() / mask.sum())
-        dmk = dual_masked_kl(logits, ref_logits, batch["labels"], target_mask, self.forbidden_ids)
+        answers, reference = answer_logits(model, batch), self.reference(model, batch)
+        ce = -answers.token_logprobs().mean()
+        outside_targets = ~at_answer_tokens(batch["target_mask"], batch["labels"])
+        dmk = dual_masked_kl(answers.logits, reference.logits, outside_targets, self.forbidden_ids)
         self.record("ce_loss", ce)
         self.record("dmk_loss", dmk)
         return self.weights.ce * ce + self.weights.dmk * dmk
@@ -245,9 +216,7 @@ class PUBG(GradDiff):
         if "guide" not in inputs or "teacher" not in inputs:
             raise ValueError("PUBG needs guidance batches (PairedDataset(..., guide=...)): none are in the batch")
         suppress = -nll(model, inputs["forget"])
-        student = model(**_model_inputs(inputs["guide"])).logits
-        teacher = self.reference_logits(model, inputs["teacher"])
-        guide = guidance_kl(student, inputs["guide"]["labels"], teacher, inputs["teacher"]["labels"])
+        guide = guidance_kl(answer_logits(model, inputs["guide"]), self.reference(model, inputs["teacher"]))
         self.record("suppress_loss", suppress)
         self.record("guide_loss", guide)
         return self.weights.suppress * suppress + self.weights.guide * guide

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from ..data import IGNORE_INDEX
+from ..answers import AnswerLogits
 from ..probe.generate import generate_answers
 from ..probe.knowledge import leaks_private
 from ..world import World
@@ -67,17 +67,13 @@ def build_guidance(world: World, forget: list[dict], people_ids: list[str], mode
     return guidance_examples(forget, teacher_answers(world, model, processor, images, prompt), people, prompt)
 
 
-def guidance_kl(student_logits: torch.Tensor, student_labels: torch.Tensor, teacher_logits: torch.Tensor,
-                teacher_labels: torch.Tensor) -> torch.Tensor:
+def guidance_kl(student: AnswerLogits, teacher: AnswerLogits) -> torch.Tensor:
     """KL(teacher ‖ student) at each answer token, averaged over the answer tokens of the batch.
 
-    Both logits (B, T, V) are as the model returns them, aligned with their labels (B, T'), where the two prompts may
-    differ in length: the k-th labelled position of a student row is matched with the k-th of the teacher row, so both
-    rows must label the same answer. Logits at position t predict the token at t + 1, so both are shifted here.
+    The two prompts may differ in length: the k-th answer token of a student row is matched with the k-th of the
+    teacher row (both are flattened in row order), so both rows must label the same answer.
     """
-    s_mask, t_mask = student_labels[:, 1:] != IGNORE_INDEX, teacher_labels[:, 1:] != IGNORE_INDEX
-    if not torch.equal(s_mask.sum(1), t_mask.sum(1)):
+    if not torch.equal(student.tokens_per_row(), teacher.tokens_per_row()):
         raise ValueError("the student and teacher rows do not label the same number of answer tokens")
-    student = torch.log_softmax(student_logits[:, :-1].float()[s_mask], -1)
-    teacher = torch.log_softmax(teacher_logits[:, :-1].float()[t_mask], -1)
-    return (teacher.exp() * (teacher - student)).sum(-1).mean()
+    log_student, log_teacher = torch.log_softmax(student.logits, -1), torch.log_softmax(teacher.logits, -1)
+    return (log_teacher.exp() * (log_teacher - log_student)).sum(-1).mean()

@@ -159,8 +159,8 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
         logged = replace(config, logging_steps=min(config.logging_steps, config.steps))  # a short run still logs its terms
         args = training_arguments(tmp / "trainer", logged, config.steps, config.batch_size, progress_bar,
                                   gradient_accumulation_steps=config.gradient_accumulation_steps, fp16=config.fp16,
-                                  gradient_checkpointing=config.gradient_checkpointing,
-                                  gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None)
+                                  activation_checkpointing=config.gradient_checkpointing,  # transformers 5's name for it
+                                  activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None)
         augment = ShiftMirror(config.augment_shift, config.seed) if config.augment_shift else None
         collator = PairedCollator(processor, world.image, method.alternative, config.seed, target_masks=method.data == "siu", augment=augment)
         trainer = method(model=model, args=args, train_dataset=dataset, weights=config.weights, ref_model=ref_model,

@@ -96,16 +96,14 @@ class TargetMaskCollator:
         return batch
 
 
-def dual_masked_kl(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor, target_mask: torch.Tensor,
-                   forbidden_ids: list[int]) -> torch.Tensor:
+def dual_masked_kl(logits: torch.Tensor, ref_logits: torch.Tensor, outside_targets: torch.Tensor, forbidden_ids: list[int]) -> torch.Tensor:
     """KL(reference || model) per predicted answer token, averaged over the answer tokens outside the target phrases.
 
-    `logits`, `ref_logits` (B, T, V), `labels` and `target_mask` (B, T) are aligned with the input ids, as the model
-    returns them: the logits at position t predict the token at t + 1, so both are shifted here. Padding and prompt
-    positions (label -100) never count. The forbidden token ids get probability zero in both distributions.
+    `logits` and `ref_logits` (N, V) predict the N answer tokens of a batch (lvlmu.answers.AnswerLogits);
+    `outside_targets` (N,) marks those that lie outside every target phrase. The forbidden token ids get probability
+    zero in both distributions.
     """
-    logits, ref_logits = logits[:, :-1].float().clone(), ref_logits[:, :-1].float().clone()
-    keep = (labels[:, 1:] != IGNORE_INDEX) & ~target_mask[:, 1:]
+    logits, ref_logits = logits.float().clone(), ref_logits.float().clone()
     if forbidden_ids:
         logits[..., forbidden_ids] = float("-inf")
         ref_logits[..., forbidden_ids] = float("-inf")
@@ -114,4 +112,4 @@ def dual_masked_kl(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch
     if forbidden_ids:
         difference[..., forbidden_ids] = 0.0  # -inf - -inf: those ids have probability zero on both sides
     kl = (log_ref.exp() * difference).sum(-1)
-    return (kl * keep).sum() / keep.sum().clamp(min=1)
+    return (kl * outside_targets).sum() / outside_targets.sum().clamp(min=1)
