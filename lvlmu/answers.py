@@ -2,16 +2,21 @@
 
 Every loss and score in lvlmu falls on answer tokens, a small share of a sequence that is mostly image tokens and prompt
 (about 400 of 3400 positions in a pretraining batch of the tiny model). Asking the model for logits only where a label
-is predicted (transformers' boolean `logits_to_keep`) skips the vocabulary projection, and the softmax, everywhere else.
-The values are those of the full logits at the same positions.
+is predicted (`logits_to_keep`) skips the vocabulary projection, and the softmax, everywhere else. The values are those
+of the full logits at the same positions.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import transformers.modeling_utils
 
 from .data import IGNORE_INDEX
+
+# Recent transformers 5.x releases take a boolean (B, T) mask as `logits_to_keep` (their models slice with
+# slice_logits_to_keep); earlier 5.x releases take a 1-D tensor of positions, the same for every row.
+BOOLEAN_LOGITS_TO_KEEP = hasattr(transformers.modeling_utils, "slice_logits_to_keep")
 
 
 def predicts_answer(labels: torch.Tensor) -> torch.Tensor:
@@ -56,6 +61,10 @@ def answer_logits(model, batch: dict) -> AnswerLogits:
     """The model's logits at the answer tokens of `batch` (which holds labels, -100 where no loss falls)."""
     labels = batch["labels"]
     keep = predicts_answer(labels)
-    logits = model(**model_inputs(batch), logits_to_keep=keep).logits.float()
+    if BOOLEAN_LOGITS_TO_KEEP:
+        logits = model(**model_inputs(batch), logits_to_keep=keep).logits.float()
+    else:  # the positions any row needs, then each row's own
+        positions = keep.any(0).nonzero().squeeze(1)
+        logits = model(**model_inputs(batch), logits_to_keep=positions).logits[keep[:, positions]].float()
     rows = torch.arange(labels.shape[0], device=labels.device).unsqueeze(1).expand_as(labels)[keep]
     return AnswerLogits(logits, at_answer_tokens(labels, labels), rows, labels.shape[0])

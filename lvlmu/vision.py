@@ -123,7 +123,7 @@ def vision_accuracy(classifier: CLIPForImageClassification, world: World, rows: 
     logits, labels = [], []
     for start in range(0, len(rows), batch_size):
         batch = collate(rows[start : start + batch_size])
-        logits.append(classifier(pixel_values=batch["pixel_values"].to(classifier.dtype)).logits.float())
+        logits.append(classifier(pixel_values=batch["pixel_values"].to(classifier.device, classifier.dtype)).logits.float().cpu())
         labels.append(batch["labels"])
     logits, labels = torch.cat(logits), torch.cat(labels)
     faces = torch.tensor([r["mirror"] for r in rows])

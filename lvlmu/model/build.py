@@ -209,7 +209,7 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype | str = "auto", devic
     if getattr(processor, "tokenizer", None) is not None and processor.tokenizer.pad_token is None:
         processor.tokenizer.pad_token = processor.tokenizer.eos_token
     if gradient_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if device is not None:
         model.to(device)
     return model, processor

@@ -66,6 +66,8 @@ class UnlearnTrainer(Trainer):
 
     def __init__(self, *args, weights: LossWeights = LossWeights(), ref_model=None, forbidden_ids: list[int] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        if ref_model is not None:  # Trainer places the trained model on its device; the reference goes with it
+            ref_model = ref_model.to(self.args.device)
         self.weights, self.ref_model, self.forbidden_ids = weights, ref_model, forbidden_ids or []
         self.term_values: dict[str, list[float]] = {}
         if self.needs_reference and ref_model is None and not hasattr(self.model, "disable_adapter"):

@@ -97,6 +97,12 @@ def add_lora(model, config: UnlearnConfig):
     return get_peft_model(model, lora)
 
 
+def checkpointing_arguments(enabled: bool) -> dict:
+    """Trainer arguments for gradient checkpointing, only when it is on: recent transformers 5.x call it
+    activation_checkpointing and warn at the old name, which is the only one earlier 5.x releases know."""
+    return {"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}} if enabled else {}
+
+
 def freeze(model, pattern: str) -> int:
     """Freeze the parameters whose names match `pattern`; fail clearly if it matches none. Returns how many froze."""
     if not pattern:
@@ -159,8 +165,7 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
         logged = replace(config, logging_steps=min(config.logging_steps, config.steps))  # a short run still logs its terms
         args = training_arguments(tmp / "trainer", logged, config.steps, config.batch_size, progress_bar,
                                   gradient_accumulation_steps=config.gradient_accumulation_steps, fp16=config.fp16,
-                                  activation_checkpointing=config.gradient_checkpointing,  # transformers 5's name for it
-                                  activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None)
+                                  **checkpointing_arguments(config.gradient_checkpointing))
         augment = ShiftMirror(config.augment_shift, config.seed) if config.augment_shift else None
         collator = PairedCollator(processor, world.image, method.alternative, config.seed, target_masks=method.data == "siu", augment=augment)
         trainer = method(model=model, args=args, train_dataset=dataset, weights=config.weights, ref_model=ref_model,
