@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from lvlmu.probe.compare import HEADLINE, mean_ci
-from lvlmu.unlearn.results import collect_runs, unlearning_targets
+from lvlmu.unlearn.results import collect_runs, grid_shape, unlearning_targets
 
 
 def test_mean_ci_matches_a_hand_computation():
@@ -28,6 +28,16 @@ def run_row(setting, method, seed, **values):
     row = {label: 0.0 for label in HEADLINE}
     row.update({"retain names": 1.0, "other": 1.0}, **values)
     return {"setting": setting, "method": method, "seed": seed, **row}
+
+
+def test_the_grid_shape_is_read_from_the_runs():
+    rows = [{"setting": "split", "method": m, "seed": s, "forget": "split", "steps": 30.0, "people forgotten": 8.0}
+            for m in ("ga", "siu") for s in (0, 1, 2)]
+    rows += [{"setting": "single", "method": "siu", "seed": 0, "forget": p, "steps": 10.0, "people forgotten": 1.0} for p in ("p1", "p2")]
+    assert grid_shape(pd.DataFrame(rows)) == ("This build: the forget split: 6 runs of 2 methods on 8 people, seeds 0, 1, 2, 30 steps each; "
+                                              "one person from one image: 2 runs of 1 method on 2 people, one at a time, seed 0, 10 steps each.")
+    assert grid_shape(pd.DataFrame(rows[-1:])).endswith("1 run of 1 method on 1 person, seed 0, 10 steps each.")
+    assert grid_shape(pd.DataFrame()) == "This build has no finished runs."
 
 
 def test_the_expectations_read_the_measured_means():

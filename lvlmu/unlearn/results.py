@@ -186,6 +186,27 @@ def answer_comparison(runs: dict[str, dict], methods: list[str], condition: str 
     return answers_side_by_side({m: stores[m] for m in shown_methods}, condition, n_people, one_per_person=True), shown_methods
 
 
+def _count(n: int, noun: str, plural: str = "") -> str:
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def grid_shape(frame: pd.DataFrame) -> str:
+    """What this build's finished runs cover, setting by setting, read from their rows (a quick build runs less than
+    the study's grid)."""
+    if frame.empty:
+        return "This build has no finished runs."
+    names = {"split": "the forget split", "single": "one person from one image"}
+    parts = []
+    for setting, rows in frame.groupby("setting", sort=False):
+        people = rows["forget"].nunique() if setting == "single" else int(rows["people forgotten"].max())
+        who = _count(people, "person", "people") + (", one at a time" if setting == "single" and people > 1 else "")
+        seeds = ", ".join(str(int(s)) for s in sorted(rows["seed"].unique()))
+        steps = "/".join(str(int(s)) for s in sorted(rows["steps"].unique()))
+        parts.append(f"{names.get(setting, setting)}: {_count(len(rows), 'run')} of {_count(rows['method'].nunique(), 'method')} "
+                     f"on {who}, {'seed' if rows['seed'].nunique() == 1 else 'seeds'} {seeds}, {steps} steps each")
+    return "This build: " + "; ".join(parts) + "."
+
+
 def missing_runs_note(missing: list[str]) -> None:
     """In a chapter: a warning box naming the runs whose results are missing (failed or not run), left out below."""
     from IPython.display import HTML, display
