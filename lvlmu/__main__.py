@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def add_unlearn_command(commands) -> None:
+    from .precision import PRECISIONS
+
     unlearn = commands.add_parser("unlearn", help="unlearn a concept folder (or a world's forget split) from a local checkpoint, "
                                   "then probe it; runs under `accelerate launch` for several GPUs")
     unlearn.add_argument("--model", required=True, help="a local checkpoint directory (nothing is downloaded)")
@@ -70,7 +72,8 @@ def add_unlearn_command(commands) -> None:
     unlearn.add_argument("--images", default="single", choices=("single", "trained"))
     unlearn.add_argument("--lora", action="store_true", help="train a LoRA adapter (targets inferred unless --config sets lora_target)")
     unlearn.add_argument("--dtype", default="fp32", help="weights on loading: fp32, bf16, fp16 or auto")
-    unlearn.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
+    unlearn.add_argument("--precision", default="auto", choices=PRECISIONS,
+                         help="autocast in training: auto (bf16 on a GPU, fp32 on a CPU), fp32, bf16 or fp16 (GPU only)")
     unlearn.add_argument("--gradient-checkpointing", action="store_true")
     unlearn.add_argument("--config", default="{}", help="any other UnlearnConfig fields, as JSON")
     unlearn.add_argument("--probe", default=None, metavar="RESULTS_DIR", help="probe the unlearned model into this directory")
@@ -88,7 +91,7 @@ def unlearn_command(args) -> int:
     try:
         world = load_concepts(args.concepts) if args.concepts else load_world(args.world)
         config = UnlearnConfig(**{"method": args.method, "images": args.images, "lora": args.lora, "dtype": args.dtype,
-                                  "bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing, **json.loads(args.config)})
+                                  "precision": args.precision, "gradient_checkpointing": args.gradient_checkpointing, **json.loads(args.config)})
         manifest = unlearn(world, args.model, args.out, config)
         if PartialState().is_main_process:
             print(f"[lvlmu] unlearned {config.method} in {manifest['wall_seconds']:.0f} s on {manifest['processes']} process(es), "

@@ -13,6 +13,7 @@ from .data import ShiftMirror, VisionTextCollator
 from .io import atomic_directory, hash_file, package_versions, write_json
 from .model import build_processor, build_tiny_model, count_parameters, get_preset, save_model
 from .model.tokenizer import train_tokenizer
+from .precision import check_precision, runtime
 from .training import AnswerLossTrainer, peak_memory_mb, reusable_manifest, training_arguments, training_source_fingerprint, use_text_progress
 from .vision import load_vision_tower
 from .world import World
@@ -45,8 +46,8 @@ class PretrainConfig:
     max_shift: int = 2
     # Like LLaVA-1.5, keep the pretrained vision tower frozen: faster steps, and its features stay intact.
     freeze_vision: bool = True
-    # bf16 autocast: about 25% faster per step on a CPU with avx512_bf16, and the usual choice on a GPU.
-    bf16: bool = True
+    # "auto": bf16 autocast on a GPU, fp32 on a CPU (lvlmu.precision); "bf16" opts in on a CPU with native bf16.
+    precision: str = "auto"
     logging_steps: int = 25
     # The study trains the base and the oracle side by side, one thread each (pretrain_side_by_side): the tiny model
     # gains little from a second thread.
@@ -54,6 +55,7 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         get_preset(self.preset)
+        check_precision(self.precision)
         if self.epochs <= 0 or self.batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("epochs, batch_size and gradient_accumulation_steps must be positive")
 
@@ -162,6 +164,7 @@ def pretrain(world: World, out_dir: str | os.PathLike, config: PretrainConfig = 
             "wall_seconds": time.time() - started,
             "peak_memory_mb": peak_memory_mb(),
             "versions": package_versions(),
+            "runtime": runtime(config.precision),
             "training_source": training_source_fingerprint(),
         }
         write_json(tmp / "manifest.json", manifest)

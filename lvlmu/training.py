@@ -13,6 +13,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 
 from .answers import answer_logits
 from .io import hash_file, hash_json
+from .precision import autocast_arguments, resolve_precision
 from .world import World
 
 
@@ -30,7 +31,7 @@ class TextProgress(TrainerCallback):
 def training_arguments(output_dir: Path, config, steps: int, batch_size: int, progress_bar: bool, **overrides) -> TrainingArguments:
     """Arguments for `steps` optimizer steps with warmup then cosine decay, no checkpoints, CPU when there is no GPU.
 
-    `config` is any lvlmu config with learning_rate, warmup_ratio, seed, bf16 and logging_steps fields.
+    `config` is any lvlmu config with learning_rate, warmup_ratio, seed, precision and logging_steps fields.
     """
     return TrainingArguments(
         output_dir=str(output_dir),
@@ -48,7 +49,7 @@ def training_arguments(output_dir: Path, config, steps: int, batch_size: int, pr
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=not progress_bar,
-        bf16=config.bf16,
+        **autocast_arguments(config.precision),
         use_cpu=not torch.cuda.is_available(),
         **overrides,
     )
@@ -96,7 +97,8 @@ def training_source_fingerprint() -> str:
 
 
 def reusable_manifest(out_dir: str | os.PathLike, config, world: World, **inputs) -> dict | None:
-    """The manifest in `out_dir` when it was trained with this config, world, code and inputs; otherwise None."""
+    """The manifest in `out_dir` when it was trained with this config (and resolved precision), world, code and inputs;
+    otherwise None."""
     manifest_path = Path(out_dir) / "manifest.json"
     if not manifest_path.exists():
         return None
@@ -104,6 +106,7 @@ def reusable_manifest(out_dir: str | os.PathLike, config, world: World, **inputs
     same = (manifest.get("config") == json.loads(json.dumps(asdict(config)))
             and manifest.get("world", {}).get("fingerprint") == world.fingerprint
             and manifest.get("training_source") == training_source_fingerprint()
+            and manifest.get("runtime", {}).get("precision") == resolve_precision(config.precision, warn=False)
             and all(manifest.get("inputs", {}).get(k) == v for k, v in inputs.items()))
     if same:
         print(f"reusing {out_dir}: trained with the same config, world, inputs and code")

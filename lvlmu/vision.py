@@ -21,6 +21,7 @@ from .data import ShiftMirror, can_mirror
 from .io import atomic_directory, package_versions, write_json
 from .model import build_image_processor, get_preset, vision_tower_config
 from .model.build import TRAINING_ATTENTION
+from .precision import check_precision, runtime
 from .training import reusable_manifest, training_arguments, training_source_fingerprint, use_text_progress
 from .world import World
 from .world.render import SHAPE_RGB, SHAPES
@@ -51,12 +52,13 @@ class VisionPretrainConfig:
     warmup_ratio: float = 0.05
     max_shift: int = 2  # pixels, in each direction
     seed: int = 0
-    bf16: bool = True
+    precision: str = "auto"  # bf16 autocast on a GPU, fp32 on a CPU (lvlmu.precision)
     logging_steps: int = 50
     threads: int = 2
 
     def __post_init__(self) -> None:
         get_preset(self.preset)
+        check_precision(self.precision)
         if self.epochs <= 0 or self.batch_size < 1 or self.max_shift < 0:
             raise ValueError("epochs and batch_size must be positive and max_shift non-negative")
 
@@ -180,6 +182,7 @@ def pretrain_vision(world: World, out_dir: str | os.PathLike, config: VisionPret
             "accuracy_trained": vision_accuracy(classifier, world, train),
             "wall_seconds": time.time() - started,
             "versions": package_versions(),
+            "runtime": runtime(config.precision),
             "training_source": training_source_fingerprint(),
         }
         shutil.rmtree(tmp / "trainer", ignore_errors=True)

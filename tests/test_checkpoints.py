@@ -58,7 +58,7 @@ def test_the_settings_for_a_large_model_train_the_same_method(micro_world, conce
     unlearning as fp32, to within bf16's precision, and save a bf16 model."""
     checkpoint = build_random_checkpoint("llava", tmp_path / "checkpoint", world_corpus(micro_world))
     losses = {}
-    for name, settings in {"fp32": {}, "bf16": {"dtype": "bf16", "bf16": True, "gradient_checkpointing": True}}.items():
+    for name, settings in {"fp32": {}, "bf16": {"dtype": "bf16", "precision": "bf16", "gradient_checkpointing": True}}.items():
         config = UnlearnConfig(method="npo", lora=True, steps=2, batch_size=4, logging_steps=1, **settings)
         losses[name] = unlearn(concepts, checkpoint, tmp_path / name, config, progress_bar=False)["train_loss"]
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.01)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ..io import hash_json, package_versions, read_jsonl, write_json, write_jsonl
+from ..precision import runtime
 
 
 class ResultsMismatch(ValueError):
@@ -39,7 +40,7 @@ class ProbeStore:
         self.summary_path = self.directory / "summary.json"
         identity = {"model": str(Path(model_dir).resolve()), "model_fingerprint": model_fingerprint(model_dir),
                     "world_fingerprint": world_fingerprint}
-        self.data = {"manifest": {**identity, "seed": seed, "versions": package_versions(), "created": time.time()}, "metrics": {}}
+        self.data = {"manifest": {**identity, "seed": seed, "versions": package_versions(), "runtime": runtime(), "created": time.time()}, "metrics": {}}
         if self.summary_path.exists():
             found = json.loads(self.summary_path.read_text())
             stale = {k: found["manifest"].get(k) for k in identity if found["manifest"].get(k) != identity[k]}

@@ -18,6 +18,7 @@ import torch
 from ..data import ShiftMirror
 from ..io import atomic_directory, package_versions, write_json, write_jsonl
 from ..model import infer_lora_target, load_model, save_model
+from ..precision import check_precision, resolve_precision, runtime
 from ..probe.store import model_fingerprint
 from ..io import hash_file, hash_json
 from ..training import peak_memory_mb, training_arguments, training_source_files, use_text_progress
@@ -60,8 +61,8 @@ class UnlearnConfig:
     # Shift-and-mirror augmentation of the images (as in pretraining): max shift in pixels, 0 for none.
     augment_shift: int = 0
     seed: int = 0
-    bf16: bool = False  # mixed precision (autocast) in training; fp16 likewise, on a GPU
-    fp16: bool = False
+    # Autocast in training: "auto" is bf16 on a GPU and fp32 on a CPU; "bf16", "fp16" (GPU only) or "fp32" choose.
+    precision: str = "auto"
     dtype: str = "fp32"  # the weights' dtype on loading: "fp32", "bf16", "fp16" or "auto" (the checkpoint's)
     gradient_checkpointing: bool = False
     chat_template: str = ""  # for a checkpoint whose processor has none: a Jinja string or a .jinja file
@@ -70,6 +71,7 @@ class UnlearnConfig:
 
     def __post_init__(self) -> None:
         get_method(self.method)
+        check_precision(self.precision)
         if not isinstance(self.forget, str):
             object.__setattr__(self, "forget", tuple(self.forget))
         if isinstance(self.weights, dict):
@@ -164,7 +166,7 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
     with atomic_directory(out_dir) if state.is_main_process else scratch_directory() as tmp:
         logged = replace(config, logging_steps=min(config.logging_steps, config.steps))  # a short run still logs its terms
         args = training_arguments(tmp / "trainer", logged, config.steps, config.batch_size, progress_bar,
-                                  gradient_accumulation_steps=config.gradient_accumulation_steps, fp16=config.fp16,
+                                  gradient_accumulation_steps=config.gradient_accumulation_steps,
                                   **checkpointing_arguments(config.gradient_checkpointing))
         augment = ShiftMirror(config.augment_shift, config.seed) if config.augment_shift else None
         collator = PairedCollator(processor, world.image, method.alternative, config.seed, target_masks=method.data == "siu", augment=augment)
@@ -205,6 +207,7 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
             "wall_seconds": time.time() - started,
             "peak_memory_mb": peak_memory_mb(),
             "versions": package_versions(),
+            "runtime": runtime(config.precision),
         }
         write_json(tmp / "manifest.json", manifest)
         write_json(tmp / "log_history.json", trainer.state.log_history)
@@ -232,7 +235,8 @@ def reusable_unlearned(out_dir: str | os.PathLike, world: World, model_dir: str 
     same = (manifest.get("config") == json.loads(json.dumps(asdict(config)))
             and manifest.get("world", {}).get("fingerprint") == world.fingerprint
             and manifest.get("start_model", {}).get("fingerprint") == model_fingerprint(model_dir)
-            and manifest.get("unlearn_source") == unlearn_source_fingerprint())
+            and manifest.get("unlearn_source") == unlearn_source_fingerprint()
+            and manifest.get("runtime", {}).get("precision") == resolve_precision(config.precision, warn=False))
     if same:
         print(f"reusing {out_dir}: unlearned with the same config, world, start model and code")
     return manifest if same else None

@@ -1,0 +1,70 @@
+"""The precision a run computes in, and what a manifest records about the machine that computed it.
+
+bf16 autocast is fast only where the hardware has bf16 arithmetic: a GPU, or a CPU with avx512_bf16 or AMX. On a CPU
+with AVX2 alone, PyTorch emulates it: one matmul of pretraining's shape ran 17x slower than in fp32. So "auto" means
+bf16 on a GPU that supports it and fp32 on every CPU, also where the CPU could do bf16: the study's numbers then do
+not depend on which CPU ran them (book/rerun.md says by how much they still do). bf16 on a CPU is an explicit choice.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Variables that cap the instruction sets PyTorch's kernels, oneDNN, MKL and numpy use; recorded where they are set.
+# A CPU with AVX2 alone (no avx512, no native bf16), as seen from a CPU that has more: PyTorch's own kernels, oneDNN and
+# MKL held to AVX2. Set before torch is imported.
+AVX2_EMULATION = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "NPY_DISABLE_CPU_FEATURES")
+
+
+def check_precision(precision: str) -> None:
+    """A config's check: `precision` is one of PRECISIONS (resolved only when a run starts, on its machine)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; the precisions are {list(PRECISIONS)}")
+
+
+def native_bf16() -> bool:
+    """Whether bf16 matmuls run natively here: a GPU that supports bf16, or a CPU whose oneDNN may use bf16
+    instructions (avx512_bf16 or AMX; ONEDNN_MAX_CPU_ISA can forbid them)."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_precision(precision: str, warn: bool = True) -> str:
+    """"fp32", "bf16" or "fp16" autocast for a configured precision. "auto": bf16 on a GPU that supports it, else fp32.
+
+    bf16 on a CPU without native bf16 runs, with a warning (it is many times slower than fp32); fp16 needs a GPU."""
+    check_precision(precision)
+    on_gpu = torch.cuda.is_available()
+    if precision == "auto":
+        return "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp16" and not on_gpu:
+        raise ValueError("fp16 mixed precision needs a GPU; on a CPU use precision='fp32' (or 'bf16' where the CPU has native bf16)")
+    if precision == "bf16" and warn and not native_bf16():
+        warnings.warn(f"bf16 autocast on a CPU without native bf16 (capability {torch.backends.cpu.get_cpu_capability()}): "
+                      "PyTorch emulates it, many times slower than fp32. precision='auto' uses fp32 on CPUs.", stacklevel=2)
+    return precision
+
+
+def autocast_arguments(precision: str) -> dict[str, bool]:
+    """transformers.TrainingArguments' bf16 and fp16 flags for a configured precision."""
+    resolved = resolve_precision(precision)
+    return {"bf16": resolved == "bf16", "fp16": resolved == "fp16"}
+
+
+def runtime(precision: str | None = None) -> dict:
+    """Where a result was computed: device, CPU capability, native bf16, torch threads, the resolved precision, and the
+    instruction-set variables that were set. Recorded in every manifest beside the package versions."""
+    device = f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "cpu"
+    record = {"device": device, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16(),
+              "threads": torch.get_num_threads()}
+    if precision is not None:
+        record["precision"] = resolve_precision(precision, warn=False)
+    set_variables = {name: os.environ[name] for name in ISA_VARIABLES if name in os.environ}
+    if set_variables:
+        record["isa_variables"] = set_variables
+    return record
