@@ -54,17 +54,41 @@ class AnswerLogits:
 
 def model_inputs(batch: dict) -> dict:
     """The batch without what only the losses use."""
-    return {k: v for k, v in batch.items() if k not in ("labels", "target_mask")}
+    return {k: v for k, v in batch.items() if k not in ("labels", "target_mask", "parts", "rows")}
 
 
 def answer_logits(model, batch: dict) -> AnswerLogits:
-    """The model's logits at the answer tokens of `batch` (which holds labels, -100 where no loss falls)."""
+    """The model's logits at the answer tokens of `batch` (which holds labels, -100 where no loss falls).
+
+    A batch split by length (lvlmu.data.VisionTextCollator's `parts`) runs the model once per part; the logits come
+    back in the whole batch's row order, as one batch would give them."""
+    if "parts" not in batch:
+        return _answer_logits(model, batch)
+    pieces = [_answer_logits(model, part) for part in batch["parts"]]
+    rows = torch.cat([part["rows"].to(piece.rows.device)[piece.rows] for part, piece in zip(batch["parts"], pieces)])
+    order = torch.argsort(rows, stable=True)  # each row's tokens stay in order
+    return AnswerLogits(torch.cat([p.logits for p in pieces])[order], torch.cat([p.targets for p in pieces])[order], rows[order],
+                        batch["labels"].shape[0])
+
+
+def _answer_logits(model, batch: dict) -> AnswerLogits:
     labels = batch["labels"]
     keep = predicts_answer(labels)
+    inputs = model_inputs(batch)
+    if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
     if BOOLEAN_LOGITS_TO_KEEP:
-        logits = model(**model_inputs(batch), logits_to_keep=keep).logits.float()
+        logits = model(**inputs, logits_to_keep=keep).logits.float()
     else:  # the positions any row needs, then each row's own
         positions = keep.any(0).nonzero().squeeze(1)
-        logits = model(**model_inputs(batch), logits_to_keep=positions).logits[keep[:, positions]].float()
+        logits = model(**inputs, logits_to_keep=positions).logits[keep[:, positions]].float()
     rows = torch.arange(labels.shape[0], device=labels.device).unsqueeze(1).expand_as(labels)[keep]
     return AnswerLogits(logits, at_answer_tokens(labels, labels), rows, labels.shape[0])
+
+
+def to_device(batch: dict, device) -> dict:
+    """A collated batch (its parts included) on `device`."""
+    moved = {k: v.to(device) for k, v in batch.items() if k != "parts"}
+    if "parts" in batch:
+        moved["parts"] = [to_device(part, device) for part in batch["parts"]]
+    return moved

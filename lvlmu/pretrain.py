@@ -96,7 +96,8 @@ def _train_phase(model, processor, world: World, examples: list[dict], steps: in
     """One Trainer run of `steps` optimizer steps over `examples` (warmup, then cosine decay)."""
     args = training_arguments(work_dir, config, steps, config.batch_size, progress_bar,
                               gradient_accumulation_steps=config.gradient_accumulation_steps, weight_decay=config.weight_decay)
-    collator = VisionTextCollator(processor, world.image, augment=ShiftMirror(config.max_shift, config.seed) if config.augment else None)
+    collator = VisionTextCollator(processor, world.image, augment=ShiftMirror(config.max_shift, config.seed) if config.augment else None,
+                                  split_by_length=True)
     trainer = AnswerLossTrainer(model=model, args=args, train_dataset=examples, data_collator=collator)
     if not progress_bar:
         use_text_progress(trainer)

@@ -14,7 +14,7 @@ from scipy.stats import ks_2samp
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from ..answers import answer_logits
+from ..answers import answer_logits, to_device
 from ..data import VisionTextCollator
 
 
@@ -24,13 +24,10 @@ def answer_logprobs(model, processor, examples: list[dict], load_image: Callable
     """Teacher-forced log-probability of each answer token (the end-of-turn token included), in input order."""
     model.eval()
     device = next(model.parameters()).device
-    collate = VisionTextCollator(processor, load_image)
+    collate = VisionTextCollator(processor, load_image, split_by_length=True)
     out: list[np.ndarray] = []
     for start in tqdm(range(0, len(examples), batch_size), desc="scoring", disable=not progress, unit="batch"):
-        batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size]).items()}
-        if "pixel_values" in batch:
-            batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
-        answers = answer_logits(model, batch)
+        answers = answer_logits(model, to_device(collate(examples[start : start + batch_size]), device))
         out.extend(row.cpu().numpy() for row in answers.token_logprobs().split(answers.tokens_per_row().tolist()))
     return out
 

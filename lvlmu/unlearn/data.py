@@ -117,8 +117,8 @@ class PairedCollator:
                  augment: ShiftMirror | None = None):
         from .siu import TargetMaskCollator
 
-        self.collate = VisionTextCollator(processor, load_image, augment=augment)
-        self.plain = VisionTextCollator(processor, load_image)
+        self.collate = VisionTextCollator(processor, load_image, augment=augment, split_by_length=True)
+        self.plain = VisionTextCollator(processor, load_image, split_by_length=True)
         self.forget_collate = TargetMaskCollator(processor, load_image, augment) if target_masks else self.collate
         self.alternative, self.rng = alternative, np.random.default_rng(seed)
 

@@ -74,7 +74,7 @@ class TargetMaskCollator:
     row in both, whatever the chat template."""
 
     def __init__(self, processor, load_image, augment=None):
-        self.collate, self.processor = VisionTextCollator(processor, load_image, augment=augment), processor
+        self.collate, self.processor = VisionTextCollator(processor, load_image, augment=augment, split_by_length=True), processor
 
     def __call__(self, examples: list[dict]) -> dict:
         batch = self.collate(examples)
