@@ -30,7 +30,7 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from lvlmu.precision import AVX2_EMULATION
+from lvlmu.numerics import AVX2_EMULATION
 
 PATHS = ("vision", "pretrain", "unlearn-npo", "unlearn-siu", "generate")
 

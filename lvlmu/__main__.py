@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="run only this method's grid runs (the other runs keep their results), then the chapters")
     study.add_argument("--jobs", type=int, default=None, help="notebooks at once where their needs allow (default: the profile's, 2)")
     study.add_argument("--kernel", default=None, help="Jupyter kernel for papermill (default: the registered 'lvlmu' kernel)")
+    study.add_argument("--native-isa", action="store_true",
+                       help="let PyTorch, oneDNN and MKL use every instruction set of this CPU instead of AVX2 alone: "
+                            "the numbers then differ from other CPUs' (book/rerun.md says by how much)")
     add_unlearn_command(commands)
     estimate = commands.add_parser("estimate", help="print estimated memory and FLOPs of LoRA unlearning for LLaVA-1.5 7B and 13B")
     estimate.add_argument("--json", default=None, help="also write the table to this JSON file")
@@ -42,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {example_concept(args.world, args.out)}")
         return 0
 
+    if not args.native_isa:  # before torch is imported, here or in the notebooks' kernels
+        from .numerics import use_portable_numerics
+
+        use_portable_numerics()
     from .study import PROFILES, run_study
 
     if args.profile not in PROFILES:

@@ -75,8 +75,9 @@ def _answer_logits(model, batch: dict) -> AnswerLogits:
     labels = batch["labels"]
     keep = predicts_answer(labels)
     inputs = model_inputs(batch)
-    if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
-        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    dtype = getattr(model, "dtype", None)  # a wrapped model (DDP) has none; the Trainer's autocast then casts
+    if dtype is not None and "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+        inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
     if BOOLEAN_LOGITS_TO_KEEP:
         logits = model(**inputs, logits_to_keep=keep).logits.float()
     else:  # the positions any row needs, then each row's own

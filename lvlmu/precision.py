@@ -4,20 +4,17 @@ bf16 autocast is fast only where the hardware has bf16 arithmetic: a GPU, or a C
 with AVX2 alone, PyTorch emulates it: one matmul of pretraining's shape ran 17x slower than in fp32. So "auto" means
 bf16 on a GPU that supports it and fp32 on every CPU, also where the CPU could do bf16: the study's numbers then do
 not depend on which CPU ran them (book/rerun.md says by how much they still do). bf16 on a CPU is an explicit choice.
+torch is imported only when a function needs it, so that the command line can list the precisions before it sets
+the instruction-set variables (lvlmu.numerics).
 """
 from __future__ import annotations
 
 import os
 import warnings
 
-import torch
+from .numerics import ISA_VARIABLES
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-# Variables that cap the instruction sets PyTorch's kernels, oneDNN, MKL and numpy use; recorded where they are set.
-# A CPU with AVX2 alone (no avx512, no native bf16), as seen from a CPU that has more: PyTorch's own kernels, oneDNN and
-# MKL held to AVX2. Set before torch is imported.
-AVX2_EMULATION = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
-ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "NPY_DISABLE_CPU_FEATURES")
 
 
 def check_precision(precision: str) -> None:
@@ -29,6 +26,8 @@ def check_precision(precision: str) -> None:
 def native_bf16() -> bool:
     """Whether bf16 matmuls run natively here: a GPU that supports bf16, or a CPU whose oneDNN may use bf16
     instructions (avx512_bf16 or AMX; ONEDNN_MAX_CPU_ISA can forbid them)."""
+    import torch
+
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -38,6 +37,8 @@ def resolve_precision(precision: str, warn: bool = True) -> str:
     """"fp32", "bf16" or "fp16" autocast for a configured precision. "auto": bf16 on a GPU that supports it, else fp32.
 
     bf16 on a CPU without native bf16 runs, with a warning (it is many times slower than fp32); fp16 needs a GPU."""
+    import torch
+
     check_precision(precision)
     on_gpu = torch.cuda.is_available()
     if precision == "auto":
@@ -59,6 +60,8 @@ def autocast_arguments(precision: str) -> dict[str, bool]:
 def runtime(precision: str | None = None) -> dict:
     """Where a result was computed: device, CPU capability, native bf16, torch threads, the resolved precision, and the
     instruction-set variables that were set. Recorded in every manifest beside the package versions."""
+    import torch
+
     device = f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "cpu"
     record = {"device": device, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16(),
               "threads": torch.get_num_threads()}

@@ -7,6 +7,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from lvlmu.numerics import use_portable_numerics  # noqa: E402  (before torch: the numbers of any x86-64 CPU)
+
+use_portable_numerics()
+
 import pytest
 import torch
 
