@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     study.add_argument("--kernel", default=None, help="Jupyter kernel for papermill (default: the registered 'lvlmu' kernel)")
     study.add_argument("--native-isa", action="store_true",
                        help="let PyTorch, oneDNN and MKL use every instruction set of this CPU instead of AVX2 alone: "
-                            "the numbers then differ from other CPUs' (book/rerun.md says by how much)")
+                            "the numbers then differ from other CPUs' (the book's re-run page says by how much)")
     add_unlearn_command(commands)
     estimate = commands.add_parser("estimate", help="print estimated memory and FLOPs of LoRA unlearning for LLaVA-1.5 7B and 13B")
     estimate.add_argument("--json", default=None, help="also write the table to this JSON file")

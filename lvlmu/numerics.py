@@ -4,7 +4,7 @@ PyTorch's own kernels, oneDNN and MKL each pick the widest instructions the CPU 
 sum in another order, so two CPUs give results that differ in the last bits of a float, and a training run turns such
 differences into visibly different models. Held to AVX2, which every x86-64 CPU of the last decade has, the same
 kernels run everywhere. The study's pipeline and the test suite set these variables before torch is imported, unless
-they are already set; book/rerun.md reports what the choice costs and what it changes. torch is not imported here.
+they are already set; the book's re-run page reports what the choice costs and what it changes. torch is not imported here.
 """
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import os
 import platform
 from collections.abc import MutableMapping
 
-# Held to AVX2: PyTorch's vectorised kernels, oneDNN (convolutions, and bf16 matmuls), and MKL's conditional numerical
-# reproducibility mode (its AVX2 code path on any CPU, Intel's included).
+# Held to AVX2: PyTorch's vectorised kernels, oneDNN (convolutions, and bf16 matmuls: bf16 is then emulated, so a bf16
+# run on a CPU wants --native-isa), and MKL's conditional numerical reproducibility mode (its AVX2 code path on any CPU,
+# Intel's included). Each of the first two alone changed the trained vision tower's bits; MKL on an AMD CPU already
+# takes its AVX2 path.
 PORTABLE_NUMERICS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
 # A CPU with AVX2 alone (no AVX-512, no native bf16), as seen from a CPU that has more.
 AVX2_EMULATION = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}

@@ -3,7 +3,7 @@
 bf16 autocast is fast only where the hardware has bf16 arithmetic: a GPU, or a CPU with avx512_bf16 or AMX. On a CPU
 with AVX2 alone, PyTorch emulates it: one matmul of pretraining's shape ran 17x slower than in fp32. So "auto" means
 bf16 on a GPU that supports it and fp32 on every CPU, also where the CPU could do bf16: the study's numbers then do
-not depend on which CPU ran them (book/rerun.md says by how much they still do). bf16 on a CPU is an explicit choice.
+not depend on which CPU ran them (the book's re-run page says by how much they still do). bf16 on a CPU is an explicit choice.
 torch is imported only when a function needs it, so that the command line can list the precisions before it sets
 the instruction-set variables (lvlmu.numerics).
 """
@@ -46,7 +46,8 @@ def resolve_precision(precision: str, warn: bool = True) -> str:
     if precision == "fp16" and not on_gpu:
         raise ValueError("fp16 mixed precision needs a GPU; on a CPU use precision='fp32' (or 'bf16' where the CPU has native bf16)")
     if precision == "bf16" and warn and not native_bf16():
-        warnings.warn(f"bf16 autocast on a CPU without native bf16 (capability {torch.backends.cpu.get_cpu_capability()}): "
+        held = f"; ONEDNN_MAX_CPU_ISA={os.environ['ONEDNN_MAX_CPU_ISA']} forbids its bf16 instructions" if "ONEDNN_MAX_CPU_ISA" in os.environ else ""
+        warnings.warn(f"bf16 autocast on a CPU without native bf16 (capability {torch.backends.cpu.get_cpu_capability()}{held}): "
                       "PyTorch emulates it, many times slower than fp32. precision='auto' uses fp32 on CPUs.", stacklevel=2)
     return precision
 

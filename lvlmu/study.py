@@ -85,7 +85,11 @@ def notebook_parameters(config) -> dict:
     return json.loads(json.dumps(asdict(config)))
 
 
-def stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
+BENCHMARK_RECORDS = ("cross-cpu-quick.json", "throughput-avx512.json", "throughput-avx2.json")  # what the re-run page reads
+
+
+def stages(config: StudyConfig, artifacts: Path, benchmarks: Path = REPO_DIR / "benchmarks" / "results") -> list[Stage]:
+    """Every stage of the study, its paths under `artifacts`; `benchmarks` holds the recorded benchmarks."""
     world_dir, models, concept_dir = artifacts / "world", artifacts / "models", artifacts / "concepts" / "example"
     return [
         Stage("world", {"world_dir": str(world_dir), "world_config": notebook_parameters(config.world), "concept_dir": str(concept_dir)},
@@ -116,7 +120,20 @@ def stages(config: StudyConfig, artifacts: Path) -> list[Stage]:
         ),
         *unlearn_stages(config, artifacts),
         adapt_stage(config, artifacts),
+        rerun_stage(config, artifacts, benchmarks),
     ]
+
+
+def rerun_stage(config: StudyConfig, artifacts: Path, benchmarks: Path) -> Stage:
+    """The re-run page: where this build's models were computed (their manifests), and the recorded benchmarks of
+    precision and of numbers across CPUs. It runs last, beside the chapters."""
+    models = artifacts / "models"
+    model_dirs = {name: str(models / name) for name in ("vision", "base", "oracle", "oracle_seed1")}
+    model_dirs |= {name: run["model_dir"] for name, run in grid_runs(config, artifacts).items()}
+    records = [str(benchmarks / name) for name in BENCHMARK_RECORDS]
+    return Stage("rerun", {"model_dirs": model_dirs, "cross_cpu_record": records[0], "throughput_records": records[1:]},
+                 inputs=tuple(str(Path(d) / "manifest.json") for d in model_dirs.values()) + tuple(records),
+                 needs=("probe", *grid_runs(config, artifacts)), threads=1, required=False)
 
 
 def adapt_stage(config: StudyConfig, artifacts: Path) -> Stage:
@@ -278,7 +295,7 @@ def stage_book_sources(book_dir: Path) -> None:
         shutil.copy2(page, book_dir / "book" / page.name)
 
 
-CHAPTER_TITLES = {"pubg": "PUBG against the baselines", "compare": "Every method compared", "claims": "The papers' claims, checked",
+CHAPTER_TITLES = {"rerun": "Re-running and adapting the study", "pubg": "PUBG against the baselines", "compare": "Every method compared", "claims": "The papers' claims, checked",
                   "intro": "Unlearning in vision-language models", "unlearn": "Unlearning a person from one image",
                   "adapt": "Your own model and concepts"}
 
@@ -340,7 +357,8 @@ def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = 
     # Notebooks run with the book directory as their working directory: paths inside it are passed relative,
     # so the rendered parameters read "artifacts/world", not this machine's absolute path.
     artifacts_param = Path(os.path.relpath(artifacts, book_dir)) if artifacts.is_relative_to(book_dir) else artifacts
-    all_stages = stages(config, artifacts_param)
+    benchmarks = REPO_DIR / "benchmarks" / "results"
+    all_stages = stages(config, artifacts_param, Path(os.path.relpath(benchmarks, book_dir)) if benchmarks.is_relative_to(book_dir) else benchmarks)
     runs = grid_runs(config, artifacts_param)
     if only is not None:
         kept = {run.name for run in config.unlearn.only(only).runs()}

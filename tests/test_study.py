@@ -23,10 +23,11 @@ MICRO_STUDY = StudyConfig(MICRO_WORLD, MICRO_VISION, replace(MICRO_PRETRAIN, epo
                           probe=ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip",)), unlearn=MICRO_GRID, jobs=2)
 # The same study with a changed probe budget and a finished run's learning rate changed (the cache test switches to it).
 CHANGED_STUDY = replace(MICRO_STUDY, eval_max_per_group=6, unlearn=replace(MICRO_GRID, split_hyperparameters={"graddiff": {"learning_rate": 5e-4}}))
-BASE_STAGES = {"world", "pretrain", "probe", "adapt"}
+BASE_STAGES = {"world", "pretrain", "probe", "adapt", "rerun"}
 GRID_STAGES = {"split-graddiff-seed0", "split-idk-seed0", "split-pubg-seed0", "single-siu-person0-seed0", "single-graddiff-person0-seed0",
                "compare", "pubg", "claims", "intro"}
-CHAPTERS = ("intro", "world", "pretrain", "probe", "unlearn", "compare", "pubg", "claims", "adapt")
+CHAPTERS = ("intro", "world", "pretrain", "probe", "unlearn", "compare", "pubg", "claims", "adapt", "rerun")
+TABLES_ONLY = ("intro", "claims", "rerun")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
         nb = nbformat.read(book / "book" / "notebooks" / f"{name}.ipynb", as_version=4)
         outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
         assert not any(o.output_type == "error" for o in outputs)
-        if name not in ("intro", "claims"):  # tables only
+        if name not in TABLES_ONLY:
             assert any("image/png" in o.get("data", {}) for o in outputs), f"{name} has no figure"
         for cell in nb.cells:  # every figure has a caption
             if any("image/png" in o.get("data", {}) for o in cell.get("outputs", [])):
@@ -63,7 +64,7 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
     html = book / "_build" / "html"
     for name in ("base", "oracle", "oracle_seed1"):
         assert (book / "artifacts" / "probes" / name / "summary.json").exists()
-    for page in ("index.html", "book/notebooks/intro.html", "book/methods.html", "book/limitations.html", "book/rerun.html", "book/notebooks/world.html", "book/notebooks/pretrain.html", "book/notebooks/probe.html"):
+    for page in ("index.html", "book/notebooks/intro.html", "book/methods.html", "book/limitations.html", "book/notebooks/rerun.html", "book/notebooks/world.html", "book/notebooks/pretrain.html", "book/notebooks/probe.html"):
         assert (html / page).exists(), page
     pretrain_page = (html / "book" / "notebooks" / "pretrain.html").read_text()
     assert "Traceback" not in pretrain_page and "<img" in pretrain_page
@@ -82,6 +83,10 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
         assert text in adapt_page, text
     adapted = json.loads((book / "artifacts" / "adapt" / "unlearned" / "manifest.json").read_text())
     assert adapted["method"] == "siu" and adapted["config"]["images"] == "single"
+    # The re-run page shows where the models were computed: fp32 on this CPU, the capability its manifests recorded.
+    rerun_page = (html / "book" / "notebooks" / "rerun.html").read_text()
+    assert manifests["base"]["runtime"]["precision"] == "fp32" and manifests["base"]["runtime"]["cpu_capability"] in rerun_page
+    assert "Traceback" not in rerun_page and "torch threads" in rerun_page
 
 
 def test_the_book_renders_in_headless_chromium(study_run):
@@ -97,12 +102,12 @@ def test_the_book_renders_in_headless_chromium(study_run):
         assert main.find("h1"), f"{name} did not load"
         assert "Traceback" not in main.get_text(), f"{name} shows a Python traceback"
         images = main.find_all("img")
-        if name not in ("intro", "claims"):
+        if name not in TABLES_ONLY:
             assert images, f"{name} shows no figure"
         for image in images:
             figure = image.find_parent("figure")
             assert figure is not None and figure.find("figcaption") and figure.find("figcaption").get_text(strip=True), f"{name}: uncaptioned figure"
-    for page in ("methods", "limitations", "rerun", "adapt"):
+    for page in ("methods", "limitations", "adapt"):
         dom = BeautifulSoup(render_in_chromium(html / "book" / f"{page}.html"), "html.parser")
         assert (dom.find("main") or dom).find("h1"), f"{page} did not load"
 
@@ -139,7 +144,7 @@ def test_an_unchanged_stage_is_skipped_and_a_changed_one_reruns(study_run):
     assert third["failed"] == {}
     assert third["stages"] == {**{s: "cached" for s in BASE_STAGES | GRID_STAGES}, "pretrain": "ran", "split-idk-seed0": "ran",
                                "split-graddiff-seed0": "ran", "single-graddiff-person0-seed0": "ran",  # at the split's settings, batch 8
-                               **{c: "ran" for c in ("compare", "pubg", "claims", "intro")}}
+                               **{c: "ran" for c in ("compare", "pubg", "claims", "intro", "rerun")}}
     # The models were reused: their config and world did not change.
     nb = nbformat.read(book / "book" / "notebooks" / "pretrain.ipynb", as_version=4)
     assert "reusing" in "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
