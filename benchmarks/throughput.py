@@ -2,7 +2,7 @@
 
 For each path (vision tower pretraining, LLaVA pretraining, NPO on the forget split, SIU from one image, probe
 generation) it runs the real lvlmu code for a few steps on the quick profile's world and reports:
-- ms per step (the median of the forward-and-backward calls after two warm-up steps; generation: per batch);
+- ms per step (the median of the timed forward-and-backward calls after a warm-up step; generation: per batch);
 - the bf16/fp32 time ratio (above 1: bf16 is slower here);
 - FLOPs per step, counted by torch.utils.flop_counter (matmuls, convolutions and attention, forward and backward:
   2mnk per m-by-k times k-by-n product; elementwise work is not counted);
@@ -36,11 +36,11 @@ PATHS = ("vision", "pretrain", "unlearn-npo", "unlearn-siu", "generate")
 
 
 class StepMeter:
-    """Times every Trainer.training_step (forward and backward), counts the FLOPs of the first, and times the frozen
-    vision tower's forward inside the steps."""
+    """Times every other Trainer.training_step (forward and backward) and the frozen vision tower's forward inside it,
+    and counts the FLOPs of the steps in between (counting slows a step, and batches differ: both are averaged)."""
 
     def __init__(self):
-        self.seconds, self.tower_seconds, self.flops = [], [], None
+        self.seconds, self.tower_seconds, self.flops = [], [], []
 
     @contextlib.contextmanager
     def measuring(self):
@@ -51,13 +51,14 @@ class StepMeter:
         meter, in_tower = self, []
 
         def timed_step(trainer, *args, **kwargs):
-            counter = FlopCounterMode(display=False) if meter.flops is None else contextlib.nullcontext()
+            counting = len(meter.flops) <= len(meter.seconds)
+            counter = FlopCounterMode(display=False) if counting else contextlib.nullcontext()
             in_tower.clear()
             started = time.perf_counter()
             with counter:
                 out = step(trainer, *args, **kwargs)
-            if meter.flops is None:
-                meter.flops = counter.get_total_flops()
+            if counting:
+                meter.flops.append(counter.get_total_flops())
             else:
                 meter.seconds.append(time.perf_counter() - started)
                 meter.tower_seconds.append(sum(in_tower))
@@ -78,8 +79,8 @@ class StepMeter:
 
     def result(self) -> dict:
         timed = self.seconds[1:]  # the first timed step still warms up
-        seconds = statistics.median(timed)
-        return {"ms_per_step": 1e3 * seconds, "flops_per_step": self.flops, "gflops_per_s": self.flops / seconds / 1e9,
+        seconds, flops = statistics.median(timed), statistics.mean(self.flops)
+        return {"ms_per_step": 1e3 * seconds, "flops_per_step": flops, "gflops_per_s": flops / seconds / 1e9,
                 "tower_share": statistics.median(t / s for t, s in zip(self.tower_seconds[1:], timed)), "steps_timed": len(timed)}
 
 
@@ -159,7 +160,7 @@ def run_path(path: str, precision: str, steps: int, config, world, out: Path) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--emulate-avx2", action="store_true", help="rerun this script with " + " ".join(f"{k}={v}" for k, v in AVX2_EMULATION.items()))
-    parser.add_argument("--steps", type=int, default=12, help="timed steps per path in fp32 (bf16 on a CPU without native bf16: a third)")
+    parser.add_argument("--steps", type=int, default=24, help="steps per path in fp32, half timed and half counted (bf16 on a CPU without native bf16: a third)")
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()

@@ -350,7 +350,7 @@ def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = 
     config = get_profile(config) if isinstance(config, str) else config
     jobs = jobs or config.jobs
     book_dir = Path(book_dir).resolve()
-    if book_dir != REPO_DIR and not (book_dir / "_config.yml").exists():
+    if book_dir != REPO_DIR:  # every time: the book's sources may have changed since the last build
         stage_book_sources(book_dir)
     artifacts = Path(artifacts).resolve() if artifacts is not None else book_dir / "artifacts"
     kernel = kernel or default_kernel()
