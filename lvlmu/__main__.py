@@ -81,6 +81,7 @@ def add_unlearn_command(commands) -> None:
     unlearn.add_argument("--dtype", default="fp32", help="weights on loading: fp32, bf16, fp16 or auto")
     unlearn.add_argument("--precision", default="auto", choices=PRECISIONS,
                          help="autocast in training: auto (bf16 on a GPU, fp32 on a CPU), fp32, bf16 or fp16 (GPU only)")
+    unlearn.add_argument("--bf16", action="store_const", const="bf16", dest="precision", help="the same as --precision bf16")
     unlearn.add_argument("--gradient-checkpointing", action="store_true")
     unlearn.add_argument("--config", default="{}", help="any other UnlearnConfig fields, as JSON")
     unlearn.add_argument("--probe", default=None, metavar="RESULTS_DIR", help="probe the unlearned model into this directory")

@@ -86,7 +86,7 @@ def training_source_files() -> dict[str, Path]:
     """The code that decides what a trained model becomes, keyed by path inside the package (model/build.py and
     world/build.py are different files)."""
     package = Path(__file__).resolve().parent
-    files = [package / name for name in ("training.py", "vision.py", "pretrain.py", "data.py", "answers.py")]
+    files = [package / name for name in ("training.py", "vision.py", "pretrain.py", "data.py", "answers.py", "precision.py")]
     files += [*sorted((package / "model").glob("*.py")), *sorted((package / "world").glob("*.py"))]
     return {str(p.relative_to(package)): p for p in files}
 

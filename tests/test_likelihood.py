@@ -8,7 +8,7 @@ from scipy.stats import ks_2samp, mannwhitneyu
 
 from lvlmu.model import load_model
 from lvlmu.probe.likelihood import (MIA_SCORES, answer_logprobs, forget_quality, loss_score, mia_auc, min_k_score,
-                                    truth_ratio, zlib_score)
+                                    shared_prompt_logprobs, truth_ratio, zlib_score)
 
 
 def test_answer_logprobs_match_the_models_own_loss(micro_world, micro_model_dir):
@@ -25,6 +25,23 @@ def test_answer_logprobs_match_the_models_own_loss(micro_world, micro_model_dir)
             loss = model(**batch).loss.item()
         assert np.isclose(-lp.mean(), loss, atol=1e-4), "batched, padded scoring equals the model's loss on the example alone"
         assert (lp <= 0).all()
+
+
+def test_answers_after_one_shared_prompt_score_as_each_after_its_own(micro_world, micro_model_dir):
+    """Names of different lengths after one photograph and question, and text-only prompts of different lengths (left
+    padding): the prompt's cache, repeated, gives each answer the log-probabilities of scoring it alone."""
+    model, processor = load_model(micro_model_dir, dtype=torch.float32)
+    prompts = micro_world.select("train", kind="identity")[:2] + micro_world.select("train", kind="fact_text")[:1]
+    names = [p.name for p in micro_world.people.values() if p.is_named][:3]
+    answers = [[f"This is {n}." for n in names], ["This is Ana.", "This is Ana Costa Da Silva.", "No."], ["Paris.", "It is Lisbon.", "?"]]
+    shared = shared_prompt_logprobs(model, processor, prompts, answers, micro_world.image, batch_size=3, progress=False)
+    alone = answer_logprobs(model, processor, [{**p, "answer": a} for p, row in zip(prompts, answers) for a in row], micro_world.image,
+                            batch_size=1, progress=False)
+    assert [len(lp) for row in shared for lp in row] == [len(lp) for lp in alone]
+    for got, expected in zip([lp for row in shared for lp in row], alone):
+        assert np.allclose(got, expected, atol=1e-4)
+    with pytest.raises(ValueError, match="the same length"):
+        shared_prompt_logprobs(model, processor, prompts[:2], [["a"], ["b", "c"]], micro_world.image)
 
 
 def test_mia_auc_equals_the_mann_whitney_statistic():

@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from ..answers import answer_logits, to_device
-from ..data import VisionTextCollator
+from ..data import VisionTextCollator, conversation_text, image_inputs, prompt_text
 
 
 @torch.no_grad()
@@ -29,6 +29,56 @@ def answer_logprobs(model, processor, examples: list[dict], load_image: Callable
     for start in tqdm(range(0, len(examples), batch_size), desc="scoring", disable=not progress, unit="batch"):
         answers = answer_logits(model, to_device(collate(examples[start : start + batch_size]), device))
         out.extend(row.cpu().numpy() for row in answers.token_logprobs().split(answers.tokens_per_row().tolist()))
+    return out
+
+
+@torch.no_grad()
+def shared_prompt_logprobs(model, processor, prompts: list[dict], answers: list[list[str]], load_image: Callable[[str], Image.Image],
+                           batch_size: int = 32, progress: bool = True) -> list[list[np.ndarray]]:
+    """answer_logprobs of several answers to each prompt (its question, with its image when it has an `image_id`), the
+    prompt computed once: its key-value cache is repeated for its answers, as beam search repeats it. Every prompt has
+    the same number of answers. The values are answer_logprobs' (each answer scored after its own copy of the prompt),
+    at a fraction of the cost when the prompt (the image's tokens) is most of the sequence."""
+    k = len(answers[0]) if answers else 0
+    if any(len(a) != k for a in answers) or len(answers) != len(prompts):
+        raise ValueError("shared_prompt_logprobs needs one list of answers per prompt, all of the same length")
+    model.eval()
+    device, tokenizer = next(model.parameters()).device, processor.tokenizer
+    out: list[list[np.ndarray]] = []
+    for start in tqdm(range(0, len(prompts), batch_size), desc="scoring", disable=not progress, unit="batch"):
+        batch, batch_answers = prompts[start : start + batch_size], answers[start : start + batch_size]
+        has_image, kwargs = image_inputs(batch, load_image)
+        texts = [prompt_text(processor, ex["question"], h) for ex, h in zip(batch, has_image)]
+        targets = []  # per (prompt, answer): the answer's tokens, end of turn included, as the collator labels them
+        for ex, h, text, replies in zip(batch, has_image, texts, batch_answers):
+            prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            for reply in replies:
+                full_ids = tokenizer(conversation_text(processor, ex["question"], reply, h), add_special_tokens=False)["input_ids"]
+                if full_ids[: len(prompt_ids)] != prompt_ids:
+                    raise ValueError(f"the chat template does not tokenise the prompt as a prefix of the conversation: {text!r}")
+                targets.append(full_ids[len(prompt_ids) :])
+        inputs = processor(text=texts, padding=True, padding_side="left", return_tensors="pt", **kwargs).to(device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+        prompt_out = model(**inputs, use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(prompt_out.logits[:, -1].float(), -1).repeat_interleave(k, 0)  # predicts each answer's first token
+        longest = max(len(t) for t in targets)
+        ids = torch.full((len(targets), longest), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(targets), longest), dtype=inputs["attention_mask"].dtype)
+        for i, t in enumerate(targets):
+            ids[i, : len(t)], mask[i, : len(t)] = torch.tensor(t), 1
+        ids, mask = ids.to(device), mask.to(device)
+        rest = None
+        if longest > 1:  # the answers' own tokens predict the next ones, after the repeated prompt cache
+            cache = prompt_out.past_key_values
+            cache.batch_repeat_interleave(k)
+            attention = torch.cat([inputs["attention_mask"].repeat_interleave(k, 0), mask[:, :-1]], 1)
+            rest = torch.log_softmax(model(input_ids=ids[:, :-1], attention_mask=attention, past_key_values=cache).logits.float(), -1)
+        for i, t in enumerate(targets):
+            values = [first[i, t[0]]] + ([] if rest is None else list(rest[i, torch.arange(len(t) - 1), ids[i, 1 : len(t)]]))
+            if i % k == 0:
+                out.append([])
+            out[-1].append(torch.stack(values).cpu().numpy())
     return out
 
 
@@ -105,17 +155,16 @@ def identity_truth_ratios(model, processor, world, people, image_set: str = "uns
                           batch_size: int = 32, progress: bool = True) -> list[dict]:
     """Per image of each person: the length-normalised probability of the true name and TOFU's truth ratio against
     `n_perturbed` other names of the world, all asked with the same image and question."""
-    rows, examples = [], []
+    rows, examples, answers = [], [], []
     for person in people:
         images = image_set if world.images_of(person.person_id, image_set) else "trained"  # a concept without unseen images
         for true in name_examples(world, person, images):
-            variants = [true] + [{**true, "answer": f"This is {name}."} for name in perturbed_names(world, person, n_perturbed)]
             rows.append({"person_id": person.person_id, "role": person.role, "image_id": true["image_id"]})
-            examples += variants
-    logprobs = answer_logprobs(model, processor, examples, world.image, batch_size=batch_size, progress=progress)
-    k = n_perturbed + 1
-    for i, row in enumerate(rows):
-        true, perturbed = logprobs[i * k], logprobs[i * k + 1 : (i + 1) * k]
+            examples.append(true)
+            answers.append([true["answer"]] + [f"This is {name}." for name in perturbed_names(world, person, n_perturbed)])
+    # The true and the perturbed names follow the same photograph and question: that prompt is computed once.
+    logprobs = shared_prompt_logprobs(model, processor, examples, answers, world.image, batch_size=batch_size, progress=progress)
+    for row, (true, *perturbed) in zip(rows, logprobs):
         row["name_probability"] = float(np.exp(np.mean(true)))
         row["truth_ratio"] = truth_ratio(true, perturbed)
     return rows
