@@ -57,8 +57,10 @@ def weights(model_dir: Path) -> dict:
 
 
 def weight_difference(a: Path, b: Path) -> float:
-    """The largest absolute difference between two models' weights (0.0: bit-identical)."""
+    """The largest absolute difference between two models' weights (0.0: bit-identical; inf: not the same tensors)."""
     wa, wb = weights(a), weights(b)
+    if wa.keys() != wb.keys() or any(wa[k].shape != wb[k].shape for k in wa):
+        return math.inf
     return max(float((wa[k].float() - wb[k].float()).abs().max()) for k in wa)
 
 
@@ -92,7 +94,7 @@ def probe_figures(artifacts: Path) -> dict[str, float]:
 def compare(reference: Path, other: Path) -> dict:
     ref_art, art = reference / "artifacts", other / "artifacts"
     models = [m for m in MODEL_ORDER if (ref_art / "models" / m).exists()]
-    models += sorted(f"unlearned/{p.name}" for p in (ref_art / "models" / "unlearned").iterdir() if (p / "model.safetensors").exists())
+    models += sorted(f"unlearned/{p.name}" for p in (ref_art / "models").glob("unlearned/*") if (p / "model.safetensors").exists())
     differences = {m: weight_difference(ref_art / "models" / m, art / "models" / m) for m in models if (art / "models" / m / "model.safetensors").exists()}
     a, b = probe_figures(ref_art), probe_figures(art)
     shared = sorted(set(a) & set(b))

@@ -4,6 +4,7 @@ runs every notebook and builds the book), then the same command again with nothi
     python benchmarks/pipeline.py                   # the full profile, against 60 and 2 minutes
     python benchmarks/pipeline.py --profile quick   # what CI runs
     python benchmarks/pipeline.py --emulate-avx2    # as on a CPU with AVX2 alone (lvlmu.numerics.AVX2_EMULATION)
+    ONEDNN_MAX_CPU_ISA=AVX512_CORE python benchmarks/pipeline.py   # any instruction-set variables of the caller's pass through
 
 Prints both wall times and their ratios to the targets, the CPU capability the models were trained with (from their
 manifests), and the time of each stage; records them (with the commit, the machine's cores and the stage statuses) in
@@ -60,7 +61,10 @@ def stage_groups(times: dict[str, float]) -> dict[str, float]:
     """Stage seconds summed by kind: the foundation stages by name, grid runs by setting, the rest as chapters."""
     groups: dict[str, float] = {}
     for name, seconds in times.items():
-        group = name if name in ("world", "pretrain", "probe", "adapt") else name.split("-")[0] + " runs" if name.startswith(("split-", "single-")) else "chapters"
+        if name in ("world", "pretrain", "probe", "adapt"):
+            group = name
+        else:
+            group = name.split("-")[0] + " runs" if name.startswith(("split-", "single-")) else "chapters"
         groups[group] = groups.get(group, 0.0) + seconds
     return {k: round(v) for k, v in groups.items()}
 
@@ -71,7 +75,8 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/lvlmu-pipeline-benchmark")
     parser.add_argument("--emulate-avx2", action="store_true", help="run as on a CPU with AVX2 alone: " + " ".join(f"{k}={v}" for k, v in AVX2_EMULATION.items()))
     args = parser.parse_args()
-    env = {k: v for k, v in os.environ.items() if k not in ISA_VARIABLES} | (AVX2_EMULATION if args.emulate_avx2 else {})
+    # Instruction-set variables the caller set pass through (and are recorded in the manifests); --emulate-avx2 replaces them.
+    env = {k: v for k, v in os.environ.items() if k not in ISA_VARIABLES} | AVX2_EMULATION if args.emulate_avx2 else dict(os.environ)
     workdir = Path(args.workdir)
     clone = workdir / "lvlmu"
     if clone.exists():

@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -119,6 +120,13 @@ def build_inputs(out: Path):
     return config, world
 
 
+@contextlib.contextmanager
+def quiet():
+    """The runs' own printing, silenced."""
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
+
+
 def run_path(path: str, precision: str, steps: int, config, world, out: Path) -> dict:
     """`steps` steps of one path at one precision; the StepMeter's figures."""
     import torch
@@ -130,19 +138,18 @@ def run_path(path: str, precision: str, steps: int, config, world, out: Path) ->
     from lvlmu.vision import pretrain_vision, vision_examples
 
     meter, work = StepMeter(), out / f"{path}-{precision}"
-    quiet = contextlib.redirect_stdout(open(os.devnull, "w"))
     if path == "vision":
         epochs = (steps + 2) * config.vision.batch_size / len(vision_examples(world))
-        with meter.measuring(), quiet:
+        with meter.measuring(), quiet():
             pretrain_vision(world, work, replace(config.vision, epochs=epochs, threads=1, precision=precision), progress_bar=False)
     elif path == "pretrain":
         epochs = (steps + 2) * config.pretrain.batch_size / len(training_examples(world, config.pretrain))
-        with meter.measuring(), quiet:
+        with meter.measuring(), quiet():
             pretrain(world, work, replace(config.pretrain, epochs=epochs, precision=precision), vision_dir=out / "vision", progress_bar=False)
     elif path.startswith("unlearn"):
         grid = config.unlearn
         run = next(r for r in grid.runs() if r.label == path.split("-")[1] and r.setting == ("split" if path.endswith("npo") else "single"))
-        with meter.measuring(), quiet:
+        with meter.measuring(), quiet():
             unlearn(world, out / "base", work, replace(run.config, steps=steps + 2, precision=precision, threads=1), progress_bar=False)
     else:  # greedy generation of the probes' answers, batch 64, 48 new tokens
         model, processor = load_model(out / "base", dtype="fp32")
@@ -164,7 +171,7 @@ def main() -> None:
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
-    if args.emulate_avx2 and os.environ.get("ATEN_CPU_CAPABILITY") != AVX2_EMULATION["ATEN_CPU_CAPABILITY"]:
+    if args.emulate_avx2 and any(os.environ.get(k) != v for k, v in AVX2_EMULATION.items()):
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_EMULATION})
 
     import torch
@@ -198,7 +205,8 @@ def main() -> None:
                      if "gflops_per_s" in fp32 else "")
             print(f"{path:12s} {fp32['ms_per_step']:9.0f} {row['bf16']['ms_per_step']:9.0f} {row['bf16_over_fp32']:9.2f} {flops}", flush=True)
     if args.json:
-        record = {"date": time.strftime("%Y-%m-%d"), "runtime": runtime(), "matmul_gflops_per_s": rate / 1e9, "paths": rows,
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True).stdout.strip()
+        record = {"date": time.strftime("%Y-%m-%d"), "commit": commit, "runtime": runtime(), "matmul_gflops_per_s": rate / 1e9, "paths": rows,
                   "versions": package_versions()}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=1) + "\n")

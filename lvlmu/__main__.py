@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     study.add_argument("--kernel", default=None, help="Jupyter kernel for papermill (default: the registered 'lvlmu' kernel)")
     study.add_argument("--native-isa", action="store_true",
                        help="let PyTorch, oneDNN and MKL use every instruction set of this CPU instead of AVX2 alone: "
-                            "the numbers then differ from other CPUs' (the book's re-run page says by how much)")
+                            "the numbers then differ from other CPUs' (the book's re-run page says by how much); "
+                            "instruction-set variables set in the shell are always kept")
     add_unlearn_command(commands)
     estimate = commands.add_parser("estimate", help="print estimated memory and FLOPs of LoRA unlearning for LLaVA-1.5 7B and 13B")
     estimate.add_argument("--json", default=None, help="also write the table to this JSON file")
@@ -45,10 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {example_concept(args.world, args.out)}")
         return 0
 
-    if not args.native_isa:  # before torch is imported, here or in the notebooks' kernels
-        from .numerics import use_portable_numerics
+    from .numerics import describe_numerics, use_portable_numerics
 
-        use_portable_numerics()
+    held = {} if args.native_isa else use_portable_numerics()  # before torch is imported, here or in the notebooks' kernels
+    print(f"[lvlmu] {describe_numerics(held)}", flush=True)
     from .study import PROFILES, run_study
 
     if args.profile not in PROFILES:

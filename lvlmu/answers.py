@@ -75,7 +75,7 @@ def _answer_logits(model, batch: dict) -> AnswerLogits:
     labels = batch["labels"]
     keep = predicts_answer(labels)
     inputs = model_inputs(batch)
-    dtype = getattr(model, "dtype", None)  # a wrapped model (DDP) has none; the Trainer's autocast then casts
+    dtype = getattr(getattr(model, "module", model), "dtype", None)  # a DDP-wrapped model's own is its module's
     if dtype is not None and "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
         inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
     if BOOLEAN_LOGITS_TO_KEEP:

@@ -100,7 +100,9 @@ class VisionTextCollator:
     split_by_length: bool = False
     image_tokens: int = field(default=0, init=False, repr=False)  # learned from the first batch with images
 
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+    def __call__(self, examples: list[dict]) -> dict:
+        """input_ids, attention_mask, labels and the processor's image tensors; split by length, also `parts`: the
+        same rows as separate batches (each with its `rows`)."""
         has_image, kwargs = image_inputs(examples, self.load_image)
         images = kwargs.get("images", [])
         if self.augment is not None and images:

@@ -24,19 +24,21 @@ def check_precision(precision: str) -> None:
 
 
 def native_bf16() -> bool:
-    """Whether bf16 matmuls run natively here: a GPU that supports bf16, or a CPU whose oneDNN may use bf16
-    instructions (avx512_bf16 or AMX; ONEDNN_MAX_CPU_ISA can forbid them)."""
+    """Whether bf16 matmuls run natively here: a GPU that supports bf16, or a CPU with bf16 instructions (avx512_bf16
+    or AMX) that oneDNN may use (ONEDNN_MAX_CPU_ISA can forbid them; oneDNN alone also says yes for plain AVX-512)."""
     import torch
 
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    has_instructions = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return bool(has_instructions and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def resolve_precision(precision: str, warn: bool = True) -> str:
     """"fp32", "bf16" or "fp16" autocast for a configured precision. "auto": bf16 on a GPU that supports it, else fp32.
 
-    bf16 on a CPU without native bf16 runs, with a warning (it is many times slower than fp32); fp16 needs a GPU."""
+    bf16 on a CPU without native bf16 runs, with a warning (it is many times slower than fp32); fp16 needs a GPU, and
+    bf16 on a GPU one that has it."""
     import torch
 
     check_precision(precision)
@@ -45,6 +47,8 @@ def resolve_precision(precision: str, warn: bool = True) -> str:
         return "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "fp32"
     if precision == "fp16" and not on_gpu:
         raise ValueError("fp16 mixed precision needs a GPU; on a CPU use precision='fp32' (or 'bf16' where the CPU has native bf16)")
+    if precision == "bf16" and on_gpu and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"{torch.cuda.get_device_name()} has no bf16; use precision='fp16' or 'fp32'")
     if precision == "bf16" and warn and not native_bf16():
         held = f"; ONEDNN_MAX_CPU_ISA={os.environ['ONEDNN_MAX_CPU_ISA']} forbids its bf16 instructions" if "ONEDNN_MAX_CPU_ISA" in os.environ else ""
         warnings.warn(f"bf16 autocast on a CPU without native bf16 (capability {torch.backends.cpu.get_cpu_capability()}{held}): "
@@ -53,8 +57,15 @@ def resolve_precision(precision: str, warn: bool = True) -> str:
 
 
 def autocast_arguments(precision: str) -> dict[str, bool]:
-    """transformers.TrainingArguments' bf16 and fp16 flags for a configured precision."""
+    """transformers.TrainingArguments' bf16 and fp16 flags for a configured precision.
+
+    Under `accelerate launch`, the launch config's mixed_precision reaches the Trainer too (ACCELERATE_MIXED_PRECISION,
+    read when both flags are off): one that disagrees with the precision is refused rather than silently obeyed."""
     resolved = resolve_precision(precision)
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if launched not in ("no", resolved):
+        raise ValueError(f"the accelerate config asks for mixed_precision {launched!r} but this run's precision is {resolved!r} "
+                         f"(from {precision!r}); set mixed_precision: \"no\" in the config and choose with --precision")
     return {"bf16": resolved == "bf16", "fp16": resolved == "fp16"}
 
 
@@ -68,7 +79,19 @@ def runtime(precision: str | None = None) -> dict:
               "threads": torch.get_num_threads()}
     if precision is not None:
         record["precision"] = resolve_precision(precision, warn=False)
-    set_variables = {name: os.environ[name] for name in ISA_VARIABLES if name in os.environ}
-    if set_variables:
-        record["isa_variables"] = set_variables
+    if isa_variables():
+        record["isa_variables"] = isa_variables()
     return record
+
+
+def isa_variables() -> dict[str, str]:
+    """The instruction-set variables set in this process (lvlmu.numerics): they decide the bits of every result."""
+    return {name: os.environ[name] for name in ISA_VARIABLES if name in os.environ}
+
+
+def same_machine_numerics(manifest: dict, precision: str) -> bool:
+    """Whether a manifest's result was computed with this run's resolved precision and instruction-set variables,
+    so that it can be reused as this run's own."""
+    recorded = manifest.get("runtime", {})
+    return (recorded.get("precision") == resolve_precision(precision, warn=False)
+            and recorded.get("isa_variables", {}) == isa_variables())

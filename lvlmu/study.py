@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .io import hash_file, hash_json, package_versions, write_json
 from .kernels import ENGINE_NAME, close_warm_kernels
+from .precision import isa_variables
 from .pretrain import PretrainConfig
 from .probe.suite import ProbeConfig
 from .unlearn.grid import UnlearnGrid
@@ -130,10 +131,11 @@ def rerun_stage(config: StudyConfig, artifacts: Path, benchmarks: Path) -> Stage
     models = artifacts / "models"
     model_dirs = {name: str(models / name) for name in ("vision", "base", "oracle", "oracle_seed1")}
     model_dirs |= {name: run["model_dir"] for name, run in grid_runs(config, artifacts).items()}
+    model_dirs["adapt"] = str(artifacts / "adapt" / "unlearned")
     records = [str(benchmarks / name) for name in BENCHMARK_RECORDS]
     return Stage("rerun", {"model_dirs": model_dirs, "cross_cpu_record": records[0], "throughput_records": records[1:]},
                  inputs=tuple(str(Path(d) / "manifest.json") for d in model_dirs.values()) + tuple(records),
-                 needs=("probe", *grid_runs(config, artifacts)), threads=1, required=False)
+                 needs=("probe", "adapt", *grid_runs(config, artifacts)), threads=1, required=False)
 
 
 def adapt_stage(config: StudyConfig, artifacts: Path) -> Stage:
@@ -205,9 +207,11 @@ def source_fingerprint() -> str:
 
 
 def stage_key(stage: Stage, notebook: Path, book_dir: Path) -> str:
-    """Relative input paths are relative to the book directory, where the notebooks run."""
+    """Relative input paths are relative to the book directory, where the notebooks run. The instruction-set
+    variables count too: a run held to AVX2 and one without compute different bits."""
     inputs = {path: hash_file(book_dir / path) if (book_dir / path).exists() else None for path in stage.inputs}
-    return hash_json({"notebook": hash_file(notebook), "parameters": stage.parameters, "inputs": inputs, "lvlmu": source_fingerprint()})
+    return hash_json({"notebook": hash_file(notebook), "parameters": stage.parameters, "inputs": inputs, "lvlmu": source_fingerprint(),
+                      "numerics": isa_variables()})
 
 
 def default_kernel() -> str:

@@ -13,7 +13,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 
 from .answers import answer_logits
 from .io import hash_file, hash_json
-from .precision import autocast_arguments, resolve_precision
+from .precision import autocast_arguments, same_machine_numerics
 from .world import World
 
 
@@ -97,8 +97,8 @@ def training_source_fingerprint() -> str:
 
 
 def reusable_manifest(out_dir: str | os.PathLike, config, world: World, **inputs) -> dict | None:
-    """The manifest in `out_dir` when it was trained with this config (and resolved precision), world, code and inputs;
-    otherwise None."""
+    """The manifest in `out_dir` when it was trained with this config (resolved precision and instruction-set
+    variables too), world, code and inputs; otherwise None."""
     manifest_path = Path(out_dir) / "manifest.json"
     if not manifest_path.exists():
         return None
@@ -106,7 +106,7 @@ def reusable_manifest(out_dir: str | os.PathLike, config, world: World, **inputs
     same = (manifest.get("config") == json.loads(json.dumps(asdict(config)))
             and manifest.get("world", {}).get("fingerprint") == world.fingerprint
             and manifest.get("training_source") == training_source_fingerprint()
-            and manifest.get("runtime", {}).get("precision") == resolve_precision(config.precision, warn=False)
+            and same_machine_numerics(manifest, config.precision)
             and all(manifest.get("inputs", {}).get(k) == v for k, v in inputs.items()))
     if same:
         print(f"reusing {out_dir}: trained with the same config, world, inputs and code")

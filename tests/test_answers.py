@@ -26,7 +26,6 @@ def test_answer_logits_are_the_full_logits_at_the_answer_tokens(micro_world, mic
     assert -kept.token_logprobs().mean().item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)
 
 
-
 def test_length_groups_cut_the_padding_and_keep_every_row_once():
     lengths = [21, 104, 22, 98, 20, 103, 85, 86]
     groups = length_groups(lengths)
@@ -53,14 +52,13 @@ def test_a_batch_split_by_length_gives_the_logits_of_one_padded_batch(micro_worl
     assert sum(p["input_ids"].numel() for p in split["parts"]) < one["input_ids"].numel()
     for key in ("input_ids", "attention_mask", "labels"):
         assert torch.equal(split[key], one[key])
-    gradients = []
+    gradients, kept = [], []
     for batch in (one, split):
         model.zero_grad()
-        answers = answer_logits(model, batch)
-        answers.per_row(answers.token_logprobs()).sum().backward()
+        kept.append(answer_logits(model, batch))
+        kept[-1].per_row(kept[-1].token_logprobs()).sum().backward()
         gradients.append(model.model.language_model.layers[0].self_attn.q_proj.weight.grad.clone())
-        if batch is one:
-            reference = answers
-    assert torch.equal(answers.targets, reference.targets) and torch.equal(answers.rows, reference.rows)
-    assert torch.allclose(answers.logits, reference.logits, atol=1e-5)
+    whole, parts = kept
+    assert torch.equal(parts.targets, whole.targets) and torch.equal(parts.rows, whole.rows)
+    assert torch.allclose(parts.logits, whole.logits, atol=1e-5)
     assert torch.allclose(gradients[0], gradients[1], atol=1e-5)

@@ -34,7 +34,7 @@ def test_answers_after_one_shared_prompt_score_as_each_after_its_own(micro_world
     prompts = micro_world.select("train", kind="identity")[:2] + micro_world.select("train", kind="fact_text")[:1]
     names = [p.name for p in micro_world.people.values() if p.is_named][:3]
     answers = [[f"This is {n}." for n in names], ["This is Ana.", "This is Ana Costa Da Silva.", "No."], ["Paris.", "It is Lisbon.", "?"]]
-    shared = shared_prompt_logprobs(model, processor, prompts, answers, micro_world.image, batch_size=3, progress=False)
+    shared = shared_prompt_logprobs(model, processor, prompts, answers, micro_world.image, batch_size=9, progress=False)  # one batch
     alone = answer_logprobs(model, processor, [{**p, "answer": a} for p, row in zip(prompts, answers) for a in row], micro_world.image,
                             batch_size=1, progress=False)
     assert [len(lp) for row in shared for lp in row] == [len(lp) for lp in alone]

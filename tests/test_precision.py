@@ -16,8 +16,8 @@ from lvlmu.unlearn import UnlearnConfig
 from lvlmu.vision import VisionPretrainConfig
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="describes a CPU machine")
 def test_auto_is_fp32_on_a_cpu_and_bad_choices_are_named():
-    assert not torch.cuda.is_available(), "these checks describe a CPU machine"
     assert resolve_precision("auto") == "fp32" and autocast_arguments("auto") == {"bf16": False, "fp16": False}
     with warnings.catch_warnings():  # bf16 is not native under the suite's AVX2 hold: it warns, and still runs
         warnings.simplefilter("ignore")
@@ -31,6 +31,7 @@ def test_auto_is_fp32_on_a_cpu_and_bad_choices_are_named():
     assert set(PRECISIONS) == {"auto", "fp32", "bf16", "fp16"}
 
 
+@pytest.mark.skipif(torch.cuda.is_available() or not has_avx2(), reason="emulates an x86-64 CPU with AVX2 alone")
 def test_bf16_on_a_cpu_without_native_bf16_warns(tmp_path):
     """As a CPU with AVX2 alone (oneDNN held to AVX2): bf16 is not native, and asking for it says what it costs."""
     code = ("import warnings, json; from lvlmu.precision import native_bf16, resolve_precision, runtime\n"
@@ -44,6 +45,18 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(tmp_path):
     assert out["runtime"]["isa_variables"] == AVX2_EMULATION
 
 
+def test_an_accelerate_config_cannot_change_the_precision_unsaid(monkeypatch):
+    """`accelerate launch` hands its config's mixed_precision to the Trainer, which obeys it when lvlmu asks for no
+    autocast: a disagreeing one is refused, an agreeing or empty one passes."""
+    resolved = resolve_precision("auto")
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    assert autocast_arguments("auto") == {"bf16": resolved == "bf16", "fp16": False}
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16" if resolved != "fp16" else "bf16")
+    with pytest.raises(ValueError, match="accelerate config asks for mixed_precision"):
+        autocast_arguments("auto")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="describes a CPU machine")
 def test_runtime_records_the_machine_and_the_variables_that_held_it():
     record = runtime("auto")
     assert record["device"] == "cpu" and record["precision"] == "fp32" and record["threads"] == torch.get_num_threads()
@@ -93,3 +106,23 @@ def test_the_cross_cpu_sentence_follows_the_record(tmp_path):
     assert "AVX512, 37 of 100 figures differed" in sentence and "vision" in sentence
     assert "Held to AVX2, as the study runs by default, 0 of 100 figures differed and 5 of 5 models were bit-identical" in sentence
     assert table["largest difference (metric)"].tolist() == ["0.25 (privacy)", "0"]
+
+
+def test_a_model_computed_in_another_precision_or_instruction_set_is_not_reused(micro_world, micro_vision_dir, tmp_path):
+    """A finished run is reused only where this run would compute the same bits: same resolved precision, same
+    instruction-set variables (the manifest's runtime)."""
+    from conftest import MICRO_VISION
+    from lvlmu.training import reusable_manifest
+
+    manifest = json.loads((micro_vision_dir / "manifest.json").read_text())
+    assert reusable_manifest(micro_vision_dir, MICRO_VISION, micro_world) is not None
+    for changed in ({"precision": "bf16"}, {"isa_variables": {"ATEN_CPU_CAPABILITY": "avx512"}}):
+        (tmp_path / "manifest.json").write_text(json.dumps(manifest | {"runtime": manifest["runtime"] | changed}))
+        assert reusable_manifest(tmp_path, MICRO_VISION, micro_world) is None, changed
+
+
+def test_the_study_command_sets_the_hold_before_torch_is_imported():
+    """python -m lvlmu study sets the instruction-set variables after importing lvlmu's command line, which must not
+    have imported torch by then (its kernels read the variables once, when loaded)."""
+    code = "import sys, lvlmu.__main__, lvlmu.numerics, lvlmu.precision; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import nbformat
 import pytest
+from bs4 import BeautifulSoup
 
 from lvlmu.io import atomic_directory
 from lvlmu.probe.suite import ProbeConfig
@@ -85,14 +86,16 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
     assert adapted["method"] == "siu" and adapted["config"]["images"] == "single"
     # The re-run page shows where the models were computed: fp32 on this CPU, the capability its manifests recorded.
     rerun_page = (html / "book" / "notebooks" / "rerun.html").read_text()
-    assert manifests["base"]["runtime"]["precision"] == "fp32" and manifests["base"]["runtime"]["cpu_capability"] in rerun_page
-    assert "Traceback" not in rerun_page and "torch threads" in rerun_page
+    table = BeautifulSoup(rerun_page, "html.parser").find("table")  # the first: one column per machine setting
+    fields = {row.th.get_text(strip=True): [cell.get_text(strip=True) for cell in row.find_all("td")] for row in table.find_all("tr")}
+    runtime = manifests["base"]["runtime"]
+    assert runtime["precision"] == "fp32" and set(fields["precision"]) == {"fp32"}
+    assert set(fields["CPU capability"]) == {runtime["cpu_capability"]} and "torch threads" in fields
+    assert "Traceback" not in rerun_page
 
 
 def test_the_book_renders_in_headless_chromium(study_run):
     """Every chapter loads in a real browser, offline, with its figures (each captioned) and no Python traceback."""
-    from bs4 import BeautifulSoup
-
     book, _ = study_run
     html = book / "_build" / "html"
     for name in CHAPTERS:

@@ -87,10 +87,10 @@ def build_processor(tokenizer: PreTrainedTokenizerBase, image_size: int, patch_s
     )
 
 
-# The attention the tiny models train with. Under bf16 autocast on a CPU, PyTorch's fused (flash) attention backward
-# took 46% of a pretraining step at these short sequences (about 100 tokens); the plain matmul-softmax attention made
-# the step 1.5x faster (0.25 against 0.38 s, one thread, batch 32). In fp32 the two were equally fast. save_model keeps
-# the choice in config.json, so every model derived from a tiny one runs it too.
+# The attention the tiny models train with. In fp32 (a CPU's default) the fused (flash) and the plain matmul-softmax
+# attention are equally fast at these short sequences (about 100 tokens); under bf16 autocast on a CPU the fused
+# backward took 46% of a pretraining step, and the plain one made the step 1.5x faster (0.25 against 0.38 s, one
+# thread, batch 32). save_model keeps the choice in config.json, so every model derived from a tiny one runs it too.
 TRAINING_ATTENTION = "eager"
 
 

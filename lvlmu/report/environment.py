@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-# How each machine setting shows in the table, in this order.
+# How each machine setting shows in the table, in this order (then the instruction-set variables).
 RUNTIME_FIELDS = {"device": "device", "cpu_capability": "CPU capability", "native_bf16": "native bf16", "precision": "precision",
-                  "threads": "torch threads", "isa_variables": "instruction-set variables"}
+                  "threads": "torch threads"}
 VERSION_FIELDS = ("python", "torch", "transformers", "peft", "accelerate", "tokenizers", "numpy")
 
 

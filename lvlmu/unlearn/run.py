@@ -18,7 +18,7 @@ import torch
 from ..data import ShiftMirror
 from ..io import atomic_directory, package_versions, write_json, write_jsonl
 from ..model import infer_lora_target, load_model, save_model
-from ..precision import check_precision, resolve_precision, runtime
+from ..precision import check_precision, runtime, same_machine_numerics
 from ..probe.store import model_fingerprint
 from ..io import hash_file, hash_json
 from ..training import peak_memory_mb, training_arguments, training_source_files, use_text_progress
@@ -236,7 +236,7 @@ def reusable_unlearned(out_dir: str | os.PathLike, world: World, model_dir: str 
             and manifest.get("world", {}).get("fingerprint") == world.fingerprint
             and manifest.get("start_model", {}).get("fingerprint") == model_fingerprint(model_dir)
             and manifest.get("unlearn_source") == unlearn_source_fingerprint()
-            and manifest.get("runtime", {}).get("precision") == resolve_precision(config.precision, warn=False))
+            and same_machine_numerics(manifest, config.precision))
     if same:
         print(f"reusing {out_dir}: unlearned with the same config, world, start model and code")
     return manifest if same else None
