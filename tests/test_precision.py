@@ -11,7 +11,7 @@ import torch
 from lvlmu.numerics import AVX2_EMULATION, ISA_VARIABLES, PORTABLE_NUMERICS, has_avx2, use_portable_numerics
 from lvlmu.precision import PRECISIONS, autocast_arguments, resolve_precision, runtime
 from lvlmu.pretrain import PretrainConfig
-from lvlmu.report.environment import build_environment, cross_cpu_comparison
+from lvlmu.report.environment import build_environment, cross_cpu_by_metric, cross_cpu_comparison
 from lvlmu.unlearn import UnlearnConfig
 from lvlmu.vision import VisionPretrainConfig
 
@@ -106,6 +106,9 @@ def test_the_cross_cpu_sentence_follows_the_record(tmp_path):
     assert "AVX512, 37 of 100 figures differed" in sentence and "vision" in sentence
     assert "Held to AVX2, as the study runs by default, 0 of 100 figures differed and 5 of 5 models were bit-identical" in sentence
     assert table["largest difference (metric)"].tolist() == ["0.25 (privacy)", "0"]
+    by_metric = cross_cpu_by_metric(path).set_index("metric")
+    assert by_metric.loc["privacy", "native: figures that differ"] == "37 of 60" and by_metric.loc["privacy", "native: largest difference"] == 0.25
+    assert by_metric.loc["utility", "portable: figures that differ"] == "0 of 40" and cross_cpu_by_metric(tmp_path / "none.json").empty
 
 
 def test_a_model_computed_in_another_precision_or_instruction_set_is_not_reused(micro_world, micro_vision_dir, tmp_path):

@@ -86,8 +86,10 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
     assert adapted["method"] == "siu" and adapted["config"]["images"] == "single"
     # The re-run page shows where the models were computed: fp32 on this CPU, the capability its manifests recorded.
     rerun_page = (html / "book" / "notebooks" / "rerun.html").read_text()
-    table = BeautifulSoup(rerun_page, "html.parser").find("table")  # the first: one column per machine setting
-    fields = {row.th.get_text(strip=True): [cell.get_text(strip=True) for cell in row.find_all("td")] for row in table.find_all("tr")}
+    # The environment table: one column per machine setting, one row heading per field.
+    table = next(t for t in BeautifulSoup(rerun_page, "html.parser").find_all("table")
+                 if any(th.get_text(strip=True) == "CPU capability" for th in t.find_all("th", class_="row_heading")))
+    fields = {row.th.get_text(strip=True): [cell.get_text(strip=True) for cell in row.find_all("td")] for row in table.find_all("tr") if row.th}
     runtime = manifests["base"]["runtime"]
     assert runtime["precision"] == "fp32" and set(fields["precision"]) == {"fp32"}
     assert set(fields["CPU capability"]) == {runtime["cpu_capability"]} and "torch threads" in fields

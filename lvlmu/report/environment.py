@@ -74,6 +74,21 @@ def cross_cpu_comparison(path: str | Path) -> tuple[pd.DataFrame, str]:
     return table, " ".join(sentences)
 
 
+def cross_cpu_by_metric(path: str | Path) -> pd.DataFrame:
+    """The recorded cross-CPU benchmark by probe metric: for each environment against the AVX2 reference, how many of
+    the metric's figures differed and by how much at most (empty without a record)."""
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame()
+    rows: dict[str, dict] = {}
+    for name, result in json.loads(path.read_text())["against_reference"].items():
+        for metric, entry in result["by_metric"].items():
+            row = rows.setdefault(metric, {"metric": metric})
+            row[f"{name}: figures that differ"] = f"{entry['differing']} of {entry['figures']}"
+            row[f"{name}: largest difference"] = entry["largest_difference"]
+    return pd.DataFrame(list(rows.values()))
+
+
 def precision_costs(paths: list[str | Path]) -> pd.DataFrame:
     """The recorded throughput benchmarks (benchmarks/throughput.py), one row per CPU capability and path: ms per step
     in fp32 and under bf16 autocast, their ratio, and the share of the one-thread fp32 matmul rate reached."""
