@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--emulate-avx2", action="store_true", help="run as on a CPU with AVX2 alone: " + " ".join(f"{k}={v}" for k, v in AVX2_EMULATION.items()))
     args = parser.parse_args()
     # Instruction-set variables the caller set pass through (and are recorded in the manifests); --emulate-avx2 replaces them.
-    env = {k: v for k, v in os.environ.items() if k not in ISA_VARIABLES} | AVX2_EMULATION if args.emulate_avx2 else dict(os.environ)
+    env = ({k: v for k, v in os.environ.items() if k not in ISA_VARIABLES} | AVX2_EMULATION) if args.emulate_avx2 else dict(os.environ)
     workdir = Path(args.workdir)
     clone = workdir / "lvlmu"
     if clone.exists():

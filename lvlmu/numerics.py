@@ -46,9 +46,14 @@ def use_portable_numerics(environ: MutableMapping[str, str] = os.environ) -> dic
     return dict(PORTABLE_NUMERICS)
 
 
+def isa_variables(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The instruction-set variables set in `environ` (this process's): they decide the bits of every result."""
+    return {name: environ[name] for name in ISA_VARIABLES if name in environ}
+
+
 def describe_numerics(held: dict[str, str], environ: Mapping[str, str] = os.environ) -> str:
     """One line on the instruction sets a run computes with, for its log."""
-    chosen = {name: environ[name] for name in ISA_VARIABLES if name in environ}
+    chosen = isa_variables(environ)
     if held:
         return "numbers held to AVX2 (" + ", ".join(f"{k}={v}" for k, v in held.items()) + "); --native-isa lifts it"
     if chosen:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from .numerics import ISA_VARIABLES
+from .numerics import isa_variables
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -79,14 +79,9 @@ def runtime(precision: str | None = None) -> dict:
               "threads": torch.get_num_threads()}
     if precision is not None:
         record["precision"] = resolve_precision(precision, warn=False)
-    if isa_variables():
-        record["isa_variables"] = isa_variables()
+    if variables := isa_variables():
+        record["isa_variables"] = variables
     return record
-
-
-def isa_variables() -> dict[str, str]:
-    """The instruction-set variables set in this process (lvlmu.numerics): they decide the bits of every result."""
-    return {name: os.environ[name] for name in ISA_VARIABLES if name in os.environ}
 
 
 def same_machine_numerics(manifest: dict, precision: str) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .io import hash_file, hash_json, package_versions, write_json
 from .kernels import ENGINE_NAME, close_warm_kernels
-from .precision import isa_variables
+from .numerics import isa_variables
 from .pretrain import PretrainConfig
 from .probe.suite import ProbeConfig
 from .unlearn.grid import UnlearnGrid
