@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -63,9 +64,15 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces `path` whole, on failure it is removed."""
+    """Yield a temporary sibling directory; on success it replaces `path` whole, on failure it is removed.
+
+    One writer owns `path`: the leftovers of an earlier writer that was killed outright (SIGKILL, a power cut) are
+    removed first. lvlmu's commands turn SIGTERM into an exception, so a terminated writer cleans up after itself.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (*path.parent.glob(f".{glob.escape(path.name)}.*.tmp"), path.with_name(f".{path.name}.old")):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         yield tmp
@@ -102,3 +109,12 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (what a scheduler sends to stop a job) into SystemExit, so that `finally` blocks and
+    atomic_directory's clean-up run."""
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))

@@ -1,6 +1,7 @@
 """Pretraining the tiny LVLM on the world with transformers.Trainer: the base model, and the oracle without the forget people."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -10,15 +11,18 @@ from pathlib import Path
 import torch
 
 from .data import ShiftMirror, VisionTextCollator
-from .io import atomic_directory, hash_file, package_versions, write_json
+from .io import atomic_directory, package_versions, write_json
 from .model import build_processor, build_tiny_model, count_parameters, get_preset, save_model
 from .model.tokenizer import train_tokenizer
 from .precision import check_precision, runtime
-from .training import AnswerLossTrainer, peak_memory_mb, reusable_manifest, training_arguments, training_source_fingerprint, use_text_progress
+from .training import AnswerLossTrainer, peak_memory_mb, reusable_manifest, training_arguments, use_text_progress
+from .versions import result_key
 from .vision import load_vision_tower
 from .world import World
 from .world.people import FIRST_NAMES, INVENTED_FIRST, INVENTED_LAST, LAST_NAMES
 from .world import questions as Q
+
+PRETRAIN_VERSION = 1  # the pretraining recipe's code (see lvlmu.versions)
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,18 @@ def _train_phase(model, processor, world: World, examples: list[dict], steps: in
 
 
 def _vision_input(vision_dir: str | os.PathLike | None) -> str | None:
-    """What identifies a pretrained vision tower: the hash of its weights."""
-    return hash_file(Path(vision_dir) / "model.safetensors") if vision_dir is not None else None
+    """What identifies a pretrained vision tower: its key (lvlmu.vision.vision_key), from its manifest."""
+    if vision_dir is None:
+        return None
+    manifest = Path(vision_dir) / "manifest.json"
+    if not manifest.exists():
+        raise FileNotFoundError(f"no pretrained vision tower at {vision_dir} (no manifest.json); train one with lvlmu.vision.pretrain_vision")
+    return json.loads(manifest.read_text())["key"]
+
+
+def pretrain_key(config: PretrainConfig, world_key: str, vision_key: str | None) -> str:
+    """The key of a model pretrained with `config` on the world with `world_key` from the tower with `vision_key`."""
+    return result_key(("training", "vision", "pretrain"), config, {"world": world_key, "vision_tower": vision_key})
 
 
 def pretrain(world: World, out_dir: str | os.PathLike, config: PretrainConfig = PretrainConfig(),
@@ -166,7 +180,7 @@ def pretrain(world: World, out_dir: str | os.PathLike, config: PretrainConfig = 
             "peak_memory_mb": peak_memory_mb(),
             "versions": package_versions(),
             "runtime": runtime(config.precision),
-            "training_source": training_source_fingerprint(),
+            "key": pretrain_key(config, world.fingerprint, _vision_input(vision_dir)),
         }
         write_json(tmp / "manifest.json", manifest)
         write_json(tmp / "log_history.json", history)
@@ -176,7 +190,7 @@ def pretrain(world: World, out_dir: str | os.PathLike, config: PretrainConfig = 
 def pretrain_cached(world: World, out_dir: str | os.PathLike, config: PretrainConfig = PretrainConfig(),
                     vision_dir: str | os.PathLike | None = None, progress_bar: bool = True) -> dict:
     """pretrain(), unless `out_dir` already holds a model trained with this config, world, vision tower and code."""
-    manifest = reusable_manifest(out_dir, config, world, vision_tower=_vision_input(vision_dir))
+    manifest = reusable_manifest(out_dir, pretrain_key(config, world.fingerprint, _vision_input(vision_dir)), config.precision)
     return manifest or pretrain(world, out_dir, config, vision_dir, progress_bar=progress_bar)
 
 
@@ -193,15 +207,21 @@ def pretrain_side_by_side(world: World, models: dict[str, tuple[str | os.PathLik
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    manifests = {}
+    for name, (out_dir, config) in models.items():  # a model already trained is read here, not in a new process
+        found = reusable_manifest(out_dir, pretrain_key(config, world.fingerprint, _vision_input(vision_dir)), config.precision)
+        if found:
+            manifests[name] = found
+    todo = {name: model for name, model in models.items() if name not in manifests}
+    with ProcessPoolExecutor(max(1, min(workers, len(todo))), mp_context=get_context("spawn")) as pool:
         futures = {name: pool.submit(_pretrain_in_process, str(world.root), str(out_dir), config, None if vision_dir is None else str(vision_dir))
-                   for name, (out_dir, config) in models.items()}
-        manifests = {}
+                   for name, (out_dir, config) in todo.items()}
         for name, future in futures.items():
             try:
                 manifests[name] = future.result()
             except Exception as error:
                 raise RuntimeError(f"pretraining {name} ({models[name][0]}) failed: {error}") from error
+    manifests = {name: manifests[name] for name in models}
     for name, manifest in manifests.items():
         print(f"{name}: {manifest['steps']} steps, {manifest['wall_seconds']:.0f} s", flush=True)
     return manifests

@@ -5,16 +5,17 @@ import json
 import os
 import resource
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from .answers import answer_logits
-from .io import hash_file, hash_json
 from .precision import autocast_arguments, same_machine_numerics
-from .world import World
+
+# The version of the code every training shares (this module, data, answers, precision, the model builders): bump it
+# when a change there changes what a model becomes, and every model is trained again (see lvlmu.versions).
+TRAINING_VERSION = 1
 
 
 class TextProgress(TrainerCallback):
@@ -82,32 +83,15 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def training_source_files() -> dict[str, Path]:
-    """The code that decides what a trained model becomes, keyed by path inside the package (model/build.py and
-    world/build.py are different files)."""
-    package = Path(__file__).resolve().parent
-    files = [package / name for name in ("training.py", "vision.py", "pretrain.py", "data.py", "answers.py", "precision.py")]
-    files += [*sorted((package / "model").glob("*.py")), *sorted((package / "world").glob("*.py"))]
-    return {str(p.relative_to(package)): p for p in files}
-
-
-def training_source_fingerprint() -> str:
-    """A hash of the training code: any edit there retrains."""
-    return hash_json({name: hash_file(path) for name, path in training_source_files().items()})
-
-
-def reusable_manifest(out_dir: str | os.PathLike, config, world: World, **inputs) -> dict | None:
-    """The manifest in `out_dir` when it was trained with this config (resolved precision and instruction-set
-    variables too), world, code and inputs; otherwise None."""
+def reusable_manifest(out_dir: str | os.PathLike, key: str, precision: str) -> dict | None:
+    """The manifest in `out_dir` when the result there has this key (lvlmu.versions.result_key: the versions of the
+    code that makes it, its config and its inputs' keys) and was computed at this precision with these instruction-set
+    variables; otherwise None."""
     manifest_path = Path(out_dir) / "manifest.json"
     if not manifest_path.exists():
         return None
     manifest = json.loads(manifest_path.read_text())
-    same = (manifest.get("config") == json.loads(json.dumps(asdict(config)))
-            and manifest.get("world", {}).get("fingerprint") == world.fingerprint
-            and manifest.get("training_source") == training_source_fingerprint()
-            and same_machine_numerics(manifest, config.precision)
-            and all(manifest.get("inputs", {}).get(k) == v for k, v in inputs.items()))
+    same = manifest.get("key") == key and same_machine_numerics(manifest, precision)
     if same:
-        print(f"reusing {out_dir}: trained with the same config, world, inputs and code")
+        print(f"reusing {out_dir}: its key {key} is this run's (same code versions, config and inputs)")
     return manifest if same else None

@@ -22,10 +22,13 @@ from .io import atomic_directory, package_versions, write_json
 from .model import build_image_processor, get_preset, vision_tower_config
 from .model.build import TRAINING_ATTENTION
 from .precision import check_precision, runtime
-from .training import reusable_manifest, training_arguments, training_source_fingerprint, use_text_progress
+from .training import reusable_manifest, training_arguments, use_text_progress
+from .versions import result_key
 from .world import World
 from .world.render import SHAPE_RGB, SHAPES
 from .world.traits import TRAIT_VALUES
+
+VISION_VERSION = 1  # the vision tower's recipe (see lvlmu.versions)
 
 # One binary label per trait value (faces) and per visible fact of a scene.
 FACE_LABELS: tuple[str, ...] = tuple(f"{trait}={value}" for trait, values in TRAIT_VALUES.items() for value in values)
@@ -183,7 +186,7 @@ def pretrain_vision(world: World, out_dir: str | os.PathLike, config: VisionPret
             "wall_seconds": time.time() - started,
             "versions": package_versions(),
             "runtime": runtime(config.precision),
-            "training_source": training_source_fingerprint(),
+            "key": vision_key(config, world.fingerprint),
         }
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
         write_json(tmp / "manifest.json", manifest)
@@ -193,8 +196,14 @@ def pretrain_vision(world: World, out_dir: str | os.PathLike, config: VisionPret
 
 def pretrain_vision_cached(world: World, out_dir: str | os.PathLike, config: VisionPretrainConfig = VisionPretrainConfig(),
                            progress_bar: bool = True) -> dict:
-    """pretrain_vision(), unless `out_dir` already holds a tower trained with this config, world and code."""
-    return reusable_manifest(out_dir, config, world) or pretrain_vision(world, out_dir, config, progress_bar=progress_bar)
+    """pretrain_vision(), unless `out_dir` already holds a tower with this key (code versions, config and world)."""
+    key = vision_key(config, world.fingerprint)
+    return reusable_manifest(out_dir, key, config.precision) or pretrain_vision(world, out_dir, config, progress_bar=progress_bar)
+
+
+def vision_key(config: VisionPretrainConfig, world_key: str) -> str:
+    """The key of a vision tower trained with `config` on the world with `world_key` (see lvlmu.versions)."""
+    return result_key(("training", "vision"), config, {"world": world_key})
 
 
 def load_vision_tower(path: str | os.PathLike) -> CLIPVisionModel:

@@ -116,12 +116,14 @@ def test_a_model_computed_in_another_precision_or_instruction_set_is_not_reused(
     instruction-set variables (the manifest's runtime)."""
     from conftest import MICRO_VISION
     from lvlmu.training import reusable_manifest
+    from lvlmu.vision import vision_key
 
     manifest = json.loads((micro_vision_dir / "manifest.json").read_text())
-    assert reusable_manifest(micro_vision_dir, MICRO_VISION, micro_world) is not None
+    key = vision_key(MICRO_VISION, micro_world.fingerprint)
+    assert reusable_manifest(micro_vision_dir, key, MICRO_VISION.precision) is not None
     for changed in ({"precision": "bf16"}, {"isa_variables": {"ATEN_CPU_CAPABILITY": "avx512"}}):
         (tmp_path / "manifest.json").write_text(json.dumps(manifest | {"runtime": manifest["runtime"] | changed}))
-        assert reusable_manifest(tmp_path, MICRO_VISION, micro_world) is None, changed
+        assert reusable_manifest(tmp_path, key, MICRO_VISION.precision) is None, changed
 
 
 def test_the_study_command_sets_the_hold_before_torch_is_imported():

@@ -53,6 +53,20 @@ def test_a_rerun_reuses_every_stored_metric(probed, micro_world, micro_model_dir
     assert (results / "summary.json").stat().st_mtime_ns == before
 
 
+def test_a_metric_version_bump_recomputes_that_metric_alone(probed, micro_world, micro_model_dir, tmp_path, monkeypatch):
+    """Probe results were keyed by settings, model and world, never by probe code: a fix to a leak rule recomputed
+    nothing. Each metric now carries the versions of its code, and a bump recomputes it, and nothing else."""
+    _, results = probed
+    copy = tmp_path / "copy"
+    shutil.copytree(results, copy)
+    before = {name: entry["wall_seconds"] for name, entry in json.loads((copy / "summary.json").read_text())["metrics"].items()}
+    monkeypatch.setattr(METRICS["privacy"], "version", METRICS["privacy"].version + 1)
+    store = run_probes(micro_model_dir, micro_world, copy, replace(CONFIG, reference_dir=str(micro_model_dir)), progress=False)
+    after = {name: entry["wall_seconds"] for name, entry in store.data["metrics"].items()}
+    assert [name for name in after if after[name] != before[name]] == ["privacy"]
+    assert store.data["metrics"]["privacy"]["parameters"]["versions"]["metric:privacy"] == METRICS["privacy"].version
+
+
 def test_results_of_another_model_or_world_are_refused_or_replaced_explicitly(probed, micro_world, micro_model_dir, tmp_path, capsys):
     _, results = probed
     with pytest.raises(ResultsMismatch, match="another results directory"):

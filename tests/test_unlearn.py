@@ -200,6 +200,20 @@ def test_a_run_freezes_the_vision_tower_logs_each_loss_term_and_is_reused(micro_
     assert json.loads((out / "manifest.json").read_text())["config"]["seed"] == 1, "another config trains again"
 
 
+def test_a_method_version_bump_unlearns_again_and_another_methods_does_not(micro_world, micro_model_dir, tmp_path, monkeypatch):
+    from lvlmu.unlearn import unlearn_cached
+    from lvlmu.unlearn.methods import METHODS
+
+    config = UnlearnConfig(method="ga", steps=2, batch_size=4)
+    out = tmp_path / "ga"
+    first = unlearn_cached(micro_world, micro_model_dir, out, config, progress_bar=False)
+    monkeypatch.setattr(METHODS["npo"], "version", METHODS["npo"].version + 1)
+    assert unlearn_cached(micro_world, micro_model_dir, out, config, progress_bar=False) == first, "NPO's bump is not GA's"
+    monkeypatch.setattr(METHODS["ga"], "version", METHODS["ga"].version + 1)
+    again = unlearn_cached(micro_world, micro_model_dir, out, config, progress_bar=False)
+    assert again["key"] != first["key"] and again["wall_seconds"] != first["wall_seconds"], "GA's bump trains GA again"
+
+
 def test_forget_specs_and_freezing_fail_clearly(micro_world, micro_model_dir, tmp_path):
     assert resolve_forget(micro_world, "split:1") == [micro_world.forget[1].person_id]
     with pytest.raises(ValueError, match="numbered from 0"):

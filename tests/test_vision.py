@@ -78,9 +78,12 @@ def test_a_frozen_tower_needs_a_pretrained_one(micro_world, tmp_path):
         load_vision_tower(tmp_path)
 
 
-def test_the_training_fingerprint_covers_every_training_file_once():
-    from lvlmu.training import training_source_files
+def test_a_tower_is_reused_by_its_key_and_a_version_bump_trains_it_again(micro_world, micro_vision_dir, monkeypatch):
+    import lvlmu.vision as vision
+    from conftest import MICRO_VISION
+    from lvlmu.training import reusable_manifest
 
-    files = training_source_files()
-    assert {"model/build.py", "world/build.py", "world/render.py", "pretrain.py", "vision.py", "data.py"} <= set(files)
-    assert len(set(files.values())) == len(files), "one key per file: same-named files in two folders both count"
+    key = vision.vision_key(MICRO_VISION, micro_world.fingerprint)
+    assert reusable_manifest(micro_vision_dir, key, MICRO_VISION.precision)["key"] == key
+    monkeypatch.setattr(vision, "VISION_VERSION", vision.VISION_VERSION + 1)
+    assert vision.vision_key(MICRO_VISION, micro_world.fingerprint) != key

@@ -20,9 +20,15 @@ class ResultsMismatch(ValueError):
     """The results directory holds results of another model or world version."""
 
 
-def model_fingerprint(model_dir: str | os.PathLike) -> str:
-    """Identifies a checkpoint's version cheaply, even for large ones: its config and its weight files' sizes and times."""
+def model_key(model_dir: str | os.PathLike) -> str:
+    """A model's key: the one its lvlmu manifest records (the versions of the code that made it, its config and its
+    inputs), or for a checkpoint lvlmu did not make, its config and weight files' sizes and times (cheap, even for
+    large ones)."""
     model_dir = Path(model_dir)
+    manifest = model_dir / "manifest.json"
+    key = json.loads(manifest.read_text()).get("key") if manifest.exists() else None
+    if key:
+        return key
     weights = sorted(p for p in model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.bin"))
     return hash_json({"config": (model_dir / "config.json").read_text() if (model_dir / "config.json").exists() else None,
                       "weights": [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weights]})
@@ -38,7 +44,7 @@ class ProbeStore:
         """
         self.directory = Path(directory)
         self.summary_path = self.directory / "summary.json"
-        identity = {"model": str(Path(model_dir).resolve()), "model_fingerprint": model_fingerprint(model_dir),
+        identity = {"model": str(Path(model_dir).resolve()), "model_key": model_key(model_dir),
                     "world_fingerprint": world_fingerprint}
         self.data = {"manifest": {**identity, "seed": seed, "versions": package_versions(), "runtime": runtime(), "created": time.time()}, "metrics": {}}
         if self.summary_path.exists():

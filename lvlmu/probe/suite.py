@@ -1,6 +1,6 @@
 """The probe suite: registered metrics, each computed once per model and stored (see store.py).
 
-A metric is a small function `(context) -> (samples, summary)`; `@metric("name")` registers it. `run_probes` loads a
+A metric is a small function `(context) -> (samples, summary)`; `@metric("name", version=1)` registers it. `run_probes` loads a
 model, opens its results directory and computes the metrics that are missing.
 """
 from __future__ import annotations
@@ -22,7 +22,9 @@ from .generate import generate_answers
 from .knowledge import leaks_name, names_exactly, states_fact
 from .likelihood import MIA_SCORES, identity_truth_ratios, membership_scores, mia_auc, perplexities
 from .perturb import PERTURBATIONS, perturbed_loader
-from .store import ProbeStore
+from .store import ProbeStore, model_key
+
+PROBE_VERSION = 1  # the probe driver's code, shared by every metric (see lvlmu.versions)
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,11 @@ class ProbeContext:
 METRICS: dict[str, Callable[[ProbeContext], tuple[list[dict], dict]]] = {}
 
 
-def metric(name: str):
+def metric(name: str, version: int):
+    """Register a metric under `name` with the version of its code (see lvlmu.versions): bump it when what it
+    computes changes, and only it is recomputed, for every model."""
     def register(fn):
+        fn.version = version
         METRICS[name] = fn
         return fn
     return register
@@ -111,7 +116,7 @@ def _rate(rows: list[dict], key: str) -> float | None:
     return float(np.mean([bool(r[key]) for r in rows])) if rows else None
 
 
-@metric("privacy")
+@metric("privacy", version=1)
 def privacy(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """Name and fact leaks of forget people: trained and unseen images, held-out paraphrases, jailbreaks, perturbations."""
     world = ctx.world
@@ -152,7 +157,7 @@ def privacy(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("truth_ratio")
+@metric("truth_ratio", version=1)
 def truth_ratio(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """Probability of the true name and TOFU's truth ratio, forget and retain people, unseen images."""
     _require(ctx.world, "forget")
@@ -166,7 +171,7 @@ def truth_ratio(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("membership")
+@metric("membership", version=1)
 def membership(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """MIA AUC of LOSS, Min-K% and zlib: forget people (members of the base) against holdout people (never trained)."""
     _require(ctx.world, "forget", "holdout")
@@ -180,7 +185,7 @@ def membership(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("aftermath")
+@metric("aftermath", version=1)
 def aftermath(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """How the model answers identity and open questions about forget people, on their unseen images."""
     world = ctx.world
@@ -213,7 +218,7 @@ def aftermath(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("utility")
+@metric("utility", version=1)
 def utility(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """What unlearning must not break: retain people, forget people's text-only facts, visual QA, POPE, over-refusal."""
     world = ctx.world
@@ -264,8 +269,12 @@ def run_probes(model_dir: str | Path, world: World, results_dir: str | Path, con
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; the metrics are {sorted(METRICS)}")
     store = ProbeStore(results_dir, model_dir, world.fingerprint, config.seed, replace_stale)
-    parameters = {k: v for k, v in asdict(config).items() if k != "metrics"}
-    todo = [n for n in names if not store.has(n, parameters)]
+    settings = {k: v for k, v in asdict(config).items() if k != "metrics"}
+    # A metric is recomputed when its settings or the versions of the code that computes it change (see lvlmu.versions).
+    # The fluency reference counts by its key: a retrained reference recomputes the metrics.
+    reference = model_key(config.reference_dir) if config.reference_dir else None
+    parameters = {n: {**settings, "versions": metric_versions(n), "reference_key": reference} for n in names}
+    todo = [n for n in names if not store.has(n, parameters[n])]
     if not todo:
         return store
     model, processor = load_model(model_dir, chat_template=config.chat_template or None)
@@ -276,8 +285,25 @@ def run_probes(model_dir: str | Path, world: World, results_dir: str | Path, con
             samples, summary = METRICS[name](ctx)
         except MissingPeople as missing:  # stored as unavailable, with the reason, rather than guessed
             samples, summary = [], {"unavailable": str(missing)}
-        store.save(name, parameters, samples, summary, time.time() - started)
+        store.save(name, parameters[name], samples, summary, time.time() - started)
     return store
+
+
+def metric_versions(name: str) -> dict[str, int]:
+    """The versions of the code one metric's numbers depend on: the model code, the probe driver, the metric."""
+    from ..versions import versions
+
+    return versions(("training", "probe", f"metric:{name}"))
+
+
+def probe_key(config: ProbeConfig, world_key: str, model: str, reference: str | None) -> str:
+    """The key of a model's probe results: every metric's versions, the settings, the world's, the model's and the
+    fluency reference's keys. The store itself recomputes only the metrics whose versions or settings changed."""
+    from ..versions import result_key
+
+    metrics = config.metrics or tuple(METRICS)
+    return result_key(("training", "probe", *(f"metric:{m}" for m in metrics)), config,
+                      {"world": world_key, "model": model, "reference": reference})
 
 
 def study_probe_config(parameters: dict, reference_dir: str) -> ProbeConfig:

@@ -35,9 +35,11 @@ def nll(model, batch: dict) -> torch.Tensor:
 METHODS: dict[str, type["UnlearnTrainer"]] = {}
 
 
-def register(name: str):
+def register(name: str, version: int):
+    """Register a method under `name` with the version of its code (see lvlmu.versions): bump it when its loss or
+    data change, and only its runs are recomputed."""
     def add(cls):
-        cls.method_name = name
+        cls.method_name, cls.version = name, version
         METHODS[name] = cls
         return cls
     return add
@@ -110,7 +112,7 @@ class UnlearnTrainer(Trainer):
             return answer_logits(model, batch)
 
 
-@register("ga")
+@register("ga", version=1)
 class GradientAscent(UnlearnTrainer):
     """Gradient ascent: maximise the loss on the forget answers."""
 
@@ -118,14 +120,14 @@ class GradientAscent(UnlearnTrainer):
         return -nll(model, inputs["forget"])
 
 
-@register("graddiff")
+@register("graddiff", version=1)
 class GradDiff(GradientAscent):
     """GA plus the NLL on retain examples."""
 
     uses_retain = True
 
 
-@register("kl")
+@register("kl", version=1)
 class KLMinimization(GradientAscent):
     """GA plus KL(reference || model) on the retain answers' next-token distributions."""
 
@@ -137,7 +139,7 @@ class KLMinimization(GradientAscent):
         return F.kl_div(torch.log_softmax(logits, -1), torch.log_softmax(ref_logits, -1), log_target=True, reduction="none").sum(-1).mean()
 
 
-@register("npo")
+@register("npo", version=1)
 class NPO(GradDiff):
     """Negative preference optimisation: -(2/β) log σ(-β log(π/π_ref)) per forget sequence, averaged, plus retain NLL."""
 
@@ -149,7 +151,7 @@ class NPO(GradDiff):
         return (-2.0 / self.weights.beta * F.logsigmoid(-self.weights.beta * log_ratio)).mean()
 
 
-@register("idk")
+@register("idk", version=1)
 class IdK(GradDiff):
     """Fine-tune toward refusals ("I don't know") on the forget questions, plus retain NLL."""
 
@@ -159,7 +161,7 @@ class IdK(GradDiff):
         return nll(model, inputs["alternative"])
 
 
-@register("random")
+@register("random", version=1)
 class RandomAnswers(IdK):
     """PUBG's RANDOM baseline: fine-tune toward another known person's answer to each forget question (a random
     other name, another person's facts), plus retain NLL. It replaces the private answer by a false one."""
@@ -167,7 +169,7 @@ class RandomAnswers(IdK):
     alternative = "random"
 
 
-@register("dpo")
+@register("dpo", version=1)
 class DPO(GradDiff):
     """DPO with the refusal preferred and the true answer dispreferred, plus retain NLL."""
 
@@ -182,7 +184,7 @@ class DPO(GradDiff):
         return -F.logsigmoid(self.weights.beta * (chosen - rejected)).mean()
 
 
-@register("siu")
+@register("siu", version=1)
 class SIU(UnlearnTrainer):
     """Single Image Unlearning: weights.ce * CE on the four targets + weights.dmk * Dual Masked KL to the reference."""
 
@@ -204,7 +206,7 @@ class SIU(UnlearnTrainer):
         return self.weights.ce * ce + self.weights.dmk * dmk
 
 
-@register("pubg")
+@register("pubg", version=1)
 class PUBG(GradDiff):
     """PUBG: weights.suppress * GA on the private answers + weights.guide * KL(teacher || student) along the
     reference model's own description of the image (lvlmu.unlearn.pubg), plus retain NLL."""

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import os
 import re
 import shutil
@@ -18,15 +17,17 @@ import torch
 from ..data import ShiftMirror
 from ..io import atomic_directory, package_versions, write_json, write_jsonl
 from ..model import infer_lora_target, load_model, save_model
-from ..precision import check_precision, runtime, same_machine_numerics
-from ..probe.store import model_fingerprint
-from ..io import hash_file, hash_json
-from ..training import peak_memory_mb, training_arguments, training_source_files, use_text_progress
+from ..precision import check_precision, runtime
+from ..probe.store import model_key
+from ..training import peak_memory_mb, reusable_manifest, training_arguments, use_text_progress
+from ..versions import result_key
 from ..world import World
 from .data import PairedCollator, PairedDataset, forget_examples, resolve_forget, retain_examples, with_random_answers
 from .methods import LossWeights, get_method
 from .pubg import build_guidance
 from .siu import name_token_ids, siu_examples
+
+UNLEARN_VERSION = 1  # the unlearning driver's code, shared by every method (see lvlmu.versions)
 
 
 @dataclass(frozen=True)
@@ -200,9 +201,9 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
             "effective_batch_size": effective_batch_size,
             "processes": state.num_processes,
             "seeds": {"data_order": config.seed, "refusals": config.seed},
-            "start_model": {"path": str(Path(model_dir)), "fingerprint": model_fingerprint(model_dir)},
+            "start_model": {"path": str(Path(model_dir)), "key": model_key(model_dir)},
             "world": {"root": str(world.root), "fingerprint": world.fingerprint},
-            "unlearn_source": unlearn_source_fingerprint(),
+            "key": unlearn_key(config, world.fingerprint, model_key(model_dir)),
             "train_loss": result.training_loss,
             "wall_seconds": time.time() - started,
             "peak_memory_mb": peak_memory_mb(),
@@ -216,30 +217,15 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
     return manifest
 
 
-UNLEARN_SOURCES = ("data.py", "methods.py", "pubg.py", "run.py", "siu.py")  # what decides an unlearned model (not grid or results)
-
-
-def unlearn_source_fingerprint() -> str:
-    """A hash of the code an unlearned model depends on: the training code and the unlearning code."""
-    here = Path(__file__).parent
-    files = {**training_source_files(), **{f"unlearn/{name}": here / name for name in UNLEARN_SOURCES}}
-    return hash_json({name: hash_file(path) for name, path in files.items()})
+def unlearn_key(config: UnlearnConfig, world_key: str, start_key: str) -> str:
+    """The key of an unlearned model: the versions of the training code, the unlearning driver and its method, the
+    run's config, the world's key and the start model's (lvlmu.probe.store.model_key)."""
+    return result_key(("training", "unlearn", f"method:{config.method}"), config, {"world": world_key, "start_model": start_key})
 
 
 def reusable_unlearned(out_dir: str | os.PathLike, world: World, model_dir: str | os.PathLike, config: UnlearnConfig) -> dict | None:
-    """The manifest in `out_dir` when it was unlearned with this config, world, start model and code; else None."""
-    path = Path(out_dir) / "manifest.json"
-    if not path.exists():
-        return None
-    manifest = json.loads(path.read_text())
-    same = (manifest.get("config") == json.loads(json.dumps(asdict(config)))
-            and manifest.get("world", {}).get("fingerprint") == world.fingerprint
-            and manifest.get("start_model", {}).get("fingerprint") == model_fingerprint(model_dir)
-            and manifest.get("unlearn_source") == unlearn_source_fingerprint()
-            and same_machine_numerics(manifest, config.precision))
-    if same:
-        print(f"reusing {out_dir}: unlearned with the same config, world, start model and code")
-    return manifest if same else None
+    """The manifest in `out_dir` when it holds this run's result (the same key); else None."""
+    return reusable_manifest(out_dir, unlearn_key(config, world.fingerprint, model_key(model_dir)), config.precision)
 
 
 def unlearn_cached(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLike, config: UnlearnConfig = UnlearnConfig(),

@@ -11,12 +11,13 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..io import atomic_directory, hash_json, read_jsonl, write_json, write_jsonl
+from ..io import atomic_directory, read_jsonl, write_json, write_jsonl
 from . import questions as Q
 from .people import ROLES, Person, sample_people
 from .render import SHAPE_RGB, SHAPES, Nuisance, ShapeItem, draw_face, draw_scene
 
-WORLD_FORMAT = 1
+WORLD_FORMAT = 1  # how a world is stored on disk
+WORLD_VERSION = 1  # the world builder's code: bump it when what it draws or asks changes (see lvlmu.versions)
 POPE_OBJECTS = {"glasses": "glasses", "earrings": "earrings", "necklace": "a necklace", "bow tie": "a bow tie"}
 
 
@@ -229,13 +230,20 @@ def build_world(config: WorldConfig, root: str | os.PathLike, progress: bool = T
             examples += _scene_examples(items, image_id, split, rng)
         for i, ex in enumerate(examples):
             ex["example_id"] = i
-        fingerprint = hash_json({"format": WORLD_FORMAT, "config": asdict(config)})[:16]
+        fingerprint = world_key(config)
         write_jsonl(tmp / "people.jsonl", [p.to_record() for p in people])
         write_jsonl(tmp / "images.jsonl", images)
         write_jsonl(tmp / "examples.jsonl", examples)
         write_json(tmp / "world.json", {"format": WORLD_FORMAT, "fingerprint": fingerprint, "config": asdict(config),
                                         "counts": {r: sum(p.role == r for p in people) for r in ROLES} | {"images": len(images), "examples": len(examples)}})
     return load_world(root)
+
+
+def world_key(config: WorldConfig) -> str:
+    """A world's key and fingerprint: the builder's version and the config (the images are drawn without torch)."""
+    from ..versions import result_key
+
+    return result_key(("world",), {"format": WORLD_FORMAT, "config": asdict(config)}, {}, numerics=False)
 
 
 def load_world(root: str | os.PathLike) -> World:
@@ -255,6 +263,6 @@ def build_world_cached(config: WorldConfig, root: str | os.PathLike, progress: b
     meta = Path(root) / "world.json"
     if meta.exists():
         stored = json.loads(meta.read_text())
-        if stored.get("format") == WORLD_FORMAT and stored.get("config") == asdict(config):
+        if stored.get("format") == WORLD_FORMAT and stored.get("fingerprint") == world_key(config):
             return load_world(root)
     return build_world(config, root, progress=progress)
