@@ -33,21 +33,15 @@ MODEL_ORDER = ("vision", "base", "oracle", "oracle_seed1")  # then the unlearned
 
 
 def run_one(book: Path) -> None:
-    """One quick study into `book`, in this process (whose environment the caller set); stage times to timing.json."""
+    """One quick study into `book`, in this process (whose environment the caller set); job times to timing.json."""
+    from lvlmu.engine import run_study
     from lvlmu.precision import runtime
-    from lvlmu.study import run_study
 
-    started, stages = time.time(), {}
-
-    def log(message: str) -> None:
-        print(message, flush=True)
-        if "] stage " in message and ": ran (" in message:
-            name, seconds = message.split("] stage ", 1)[1].split(": ran (")
-            stages[name] = float(seconds.rstrip(" s)"))
-
-    report = run_study("quick", book_dir=book, build=False, log=log)
-    (book / "timing.json").write_text(json.dumps({"wall_seconds": time.time() - started, "stages": stages, "runtime": runtime(),
-                                                  "failed": list(report["failed"])}, indent=1))
+    started = time.time()
+    report = run_study("quick", book_dir=book, build=False, native_isa="ATEN_CPU_CAPABILITY" not in os.environ)
+    done = {p.stem: json.loads(p.read_text()) for p in sorted((book / "artifacts" / "done").glob("*.json"))}
+    (book / "timing.json").write_text(json.dumps({"wall_seconds": time.time() - started, "stages": {n: round(r["wall_seconds"]) for n, r in done.items()},
+                                                  "runtime": runtime(), "failed": list(report["failed"])}, indent=1))
 
 
 def weights(model_dir: Path) -> dict:

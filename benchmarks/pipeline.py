@@ -1,14 +1,21 @@
 """The study end to end on a fresh clone: the README's main command (`make study`, which builds the environment,
-runs every notebook and builds the book), then the same command again with nothing changed.
+runs every job through Snakemake and builds the book), the same command again with nothing changed, then what three
+edits cost on the built study:
 
-    python benchmarks/pipeline.py                   # the full profile, against 60 and 2 minutes
+- a comment in lvlmu/unlearn/methods.py (target: no job runs);
+- a version bump of one method, NPO (target: its grid jobs, the chapters and the book; no other model trains);
+- a version bump of one metric, privacy (target: the probe jobs recompute that metric alone; no model trains).
+
+    python benchmarks/pipeline.py                   # the full profile, against 60 minutes and 30 seconds
     python benchmarks/pipeline.py --profile quick   # what CI runs
     python benchmarks/pipeline.py --emulate-avx2    # as on a CPU with AVX2 alone (lvlmu.numerics.AVX2_EMULATION)
+    python benchmarks/pipeline.py --no-edits        # the two timings alone
     ONEDNN_MAX_CPU_ISA=AVX512_CORE python benchmarks/pipeline.py   # any instruction-set variables of the caller's pass through
 
-Prints both wall times and their ratios to the targets, the CPU capability the models were trained with (from their
-manifests), and the time of each stage; records them (with the commit, the machine's cores and the stage statuses) in
-benchmarks/results/pipeline-<profile>[-avx2].json. The clone stays in --workdir for inspection.
+Prints the wall times and their ratios to the targets, the CPU capability the models were trained with (from their
+manifests), each job's time by kind, and for each edit the jobs that ran, the models that trained and the wall time;
+records them (with the commit and the machine's cores) in benchmarks/results/pipeline-<profile>[-avx2].json. The
+clone stays in --workdir for inspection.
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -25,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lvlmu.numerics import AVX2_EMULATION, ISA_VARIABLES  # noqa: E402  (torch-free)
 
 REPO = Path(__file__).resolve().parent.parent
-TARGETS = {"full": (60 * 60, 2 * 60), "quick": (30 * 60, 2 * 60)}
+TARGETS = {"full": (60 * 60, 30), "quick": (30 * 60, 30)}
 
 
 def timed_make(clone: Path, profile: str, log: Path, env: dict) -> float:
@@ -38,35 +46,58 @@ def timed_make(clone: Path, profile: str, log: Path, env: dict) -> float:
     return seconds
 
 
-def stage_counts(log: Path) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for line in log.read_text().splitlines():
-        if line.startswith("[lvlmu] [") and "stage" in line:
-            status = line.split(": ", 1)[1].split(" ")[0]
-            counts[status] = counts.get(status, 0) + 1
-    return counts
+def records(clone: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((clone / "artifacts" / "done").glob("*.json"))}
 
 
-def stage_seconds(log: Path) -> dict[str, float]:
-    """Each stage's own time, as the pipeline logged it ("[lvlmu] [k/n] stage NAME: ran (S s)")."""
-    times = {}
-    for line in log.read_text().splitlines():
-        if line.startswith("[lvlmu] [") and ": ran (" in line:
-            name, seconds = line.split("] stage ", 1)[1].split(": ran (")
-            times[name] = float(seconds.split(" ")[0])
-    return times
-
-
-def stage_groups(times: dict[str, float]) -> dict[str, float]:
-    """Stage seconds summed by kind: the foundation stages by name, grid runs by setting, the rest as chapters."""
+def job_seconds_by_kind(done: dict[str, dict]) -> dict[str, int]:
+    """Each job's own time (from its done-record), summed by kind; a grid job by setting."""
     groups: dict[str, float] = {}
-    for name, seconds in times.items():
-        if name in ("world", "pretrain", "probe", "adapt"):
-            group = name
-        else:
-            group = name.split("-")[0] + " runs" if name.startswith(("split-", "single-")) else "chapters"
-        groups[group] = groups.get(group, 0.0) + seconds
+    for name, record in done.items():
+        kind = record["kind"] if record["kind"] != "grid" else f"grid, {name.split('-')[1]}"
+        groups[kind] = groups.get(kind, 0.0) + record["wall_seconds"]
     return {k: round(v) for k, v in groups.items()}
+
+
+def jobs_ran(log: Path) -> dict[str, int]:
+    """The engine's closing count: "[lvlmu] N jobs in S s: A ran, B cached"."""
+    line = next(line for line in reversed(log.read_text().splitlines()) if re.match(r"\[lvlmu\] \d+ jobs in", line))
+    return {status: int(n) for n, status in re.findall(r"(\d+) ([a-z, ]+?)(?:,|$)", line.split(": ", 1)[1])}
+
+
+def trained(clone: Path, since: float) -> list[str]:
+    """The models whose manifest was written after `since`."""
+    models = clone / "artifacts" / "models"
+    return sorted(str(p.parent.relative_to(models)) for p in models.rglob("manifest.json") if p.stat().st_mtime > since)
+
+
+def edit(clone: Path, path: str, old: str, new: str) -> None:
+    file = clone / path
+    text = file.read_text()
+    if old not in text:
+        sys.exit(f"{path} no longer holds {old!r}: update the benchmark's edits")
+    file.write_text(text.replace(old, new, 1))
+
+
+def measured_edit(clone: Path, profile: str, name: str, workdir: Path, env: dict, changes: list[tuple[str, str, str]]) -> dict:
+    """Apply the changes (and record the versions table when a version moved), run the study, and say what ran."""
+    for path, old, new in changes:
+        edit(clone, path, old, new)
+    if any("version=" in new or "VERSION" in new for _, _, new in changes):
+        subprocess.run([str(clone / ".venv" / "bin" / "python"), "-m", "lvlmu", "versions", "--record"], cwd=clone, check=True, env=env)
+    started = time.time()
+    log = workdir / f"edit-{name}.log"
+    seconds = timed_make(clone, profile, log, env)
+    done = records(clone)
+    ran = sorted(n for n, r in done.items() if (clone / "artifacts" / "done" / f"{n}.json").stat().st_mtime > started)
+    return {"wall_seconds": round(seconds), "jobs": jobs_ran(log), "jobs_that_ran": ran, "models_trained": trained(clone, started)}
+
+
+EDITS = {
+    "comment in unlearn/methods.py": [("lvlmu/unlearn/methods.py", "class NPO(GradDiff):\n", "class NPO(GradDiff):\n    # a comment changes no key\n")],
+    "NPO version bump": [("lvlmu/unlearn/methods.py", '@register("npo", version=1)', '@register("npo", version=2)')],
+    "privacy metric version bump": [("lvlmu/probe/suite.py", '@metric("privacy", version=1)', '@metric("privacy", version=2)')],
+}
 
 
 def main() -> None:
@@ -74,6 +105,7 @@ def main() -> None:
     parser.add_argument("--profile", default="full", choices=sorted(TARGETS))
     parser.add_argument("--workdir", default="/tmp/lvlmu-pipeline-benchmark")
     parser.add_argument("--emulate-avx2", action="store_true", help="run as on a CPU with AVX2 alone: " + " ".join(f"{k}={v}" for k, v in AVX2_EMULATION.items()))
+    parser.add_argument("--no-edits", action="store_true", help="skip the three edits")
     args = parser.parse_args()
     # Instruction-set variables the caller set pass through (and are recorded in the manifests); --emulate-avx2 replaces them.
     env = ({k: v for k, v in os.environ.items() if k not in ISA_VARIABLES} | AVX2_EMULATION) if args.emulate_avx2 else dict(os.environ)
@@ -85,21 +117,28 @@ def main() -> None:
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True).stdout.strip()
     first = timed_make(clone, args.profile, workdir / "first.log", env)
+    done = records(clone)
     second = timed_make(clone, args.profile, workdir / "second.log", env)
     runtime = json.loads((clone / "artifacts" / "models" / "base" / "manifest.json").read_text()).get("runtime", {})
-    stages = stage_seconds(workdir / "first.log")
     first_target, second_target = TARGETS[args.profile]
     record = {"profile": args.profile, "commit": commit, "cpu_count": os.cpu_count(), "python": platform.python_version(),
               "date": time.strftime("%Y-%m-%d"), "fresh_clone_seconds": round(first), "fresh_clone_target_seconds": first_target,
               "unchanged_rerun_seconds": round(second), "unchanged_rerun_target_seconds": second_target,
-              "first_run_stages": stage_counts(workdir / "first.log"), "rerun_stages": stage_counts(workdir / "second.log"),
-              "emulated_avx2": args.emulate_avx2, "runtime": runtime, "stage_seconds_by_kind": stage_groups(stages), "stage_seconds": stages}
+              "first_run_jobs": jobs_ran(workdir / "first.log"), "rerun_jobs": jobs_ran(workdir / "second.log"),
+              "emulated_avx2": args.emulate_avx2, "runtime": runtime, "job_seconds_by_kind": job_seconds_by_kind(done),
+              "job_seconds": {n: round(r["wall_seconds"], 1) for n, r in done.items()}}
     print(f"profile {args.profile}, {os.cpu_count()} cores, commit {commit[:10]}, CPU capability {runtime.get('cpu_capability')}"
           f"{' (AVX2 emulated)' if args.emulate_avx2 else ''}, precision {runtime.get('precision')}")
     print(f"fresh clone, make study: {first / 60:.1f} min = {first / first_target:.2f} of the {first_target // 60} min target")
     print(f"unchanged rerun:         {second:.0f} s = {second / second_target:.2f} of the {second_target} s target")
-    print(f"stages, first run: {record['first_run_stages']}; rerun: {record['rerun_stages']}")
-    print("stage seconds by kind (summed over both lanes): " + ", ".join(f"{k} {v}" for k, v in record["stage_seconds_by_kind"].items()))
+    print(f"jobs, first run: {record['first_run_jobs']}; rerun: {record['rerun_jobs']}")
+    print("job seconds by kind (summed over both cores): " + ", ".join(f"{k} {v}" for k, v in record["job_seconds_by_kind"].items()))
+    if not args.no_edits:
+        record["edits"] = {}
+        for name, changes in EDITS.items():
+            result = record["edits"][name] = measured_edit(clone, args.profile, name.split()[0], workdir, env, changes)
+            print(f"{name}: {len(result['jobs_that_ran'])} jobs ran in {result['wall_seconds']} s "
+                  f"({', '.join(result['jobs_that_ran']) or 'none'}); models trained: {', '.join(result['models_trained']) or 'none'}")
     out = REPO / "benchmarks" / "results" / f"pipeline-{args.profile}{'-avx2' if args.emulate_avx2 else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")

@@ -3,25 +3,40 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lvlmu", description="Run the lvlmu study pipeline and build its book.")
     commands = parser.add_subparsers(dest="command", required=True)
-    study = commands.add_parser("study", help="run the notebooks (skipping unchanged ones) and build the book")
-    study.add_argument("--profile", default="full", help="full (the study, the default) or quick (a first look, and what CI runs)")
-    study.add_argument("--force", action="store_true", help="rerun every notebook even when its inputs are unchanged")
-    study.add_argument("--no-book", action="store_true", help="run the notebooks but do not build the book")
+    study = commands.add_parser("study", help="run the study through Snakemake (jobs whose key changed) and build the book")
+    study.add_argument("--profile", default="full",
+                       help="full (the study, the default), quick (a first look, and what CI runs), or a config file's path")
+    study.add_argument("--force", action="store_true", help="rerun every job, reusing no result, even where its key is unchanged")
+    study.add_argument("--no-book", action="store_true", help="run the jobs but do not build the book")
     study.add_argument("--only", default=None, metavar="METHOD",
-                       help="run only this method's grid runs (the other runs keep their results), then the chapters")
-    study.add_argument("--jobs", type=int, default=None, help="notebooks at once where their needs allow (default: the profile's, 2)")
-    study.add_argument("--kernel", default=None, help="Jupyter kernel for papermill (default: the registered 'lvlmu' kernel)")
+                       help="run only this method's grid jobs (the other runs keep their results), then the chapters")
+    study.add_argument("--jobs", type=int, default=2, help="cores for Snakemake (default 2); each job takes its threads' worth")
+    study.add_argument("--retry-failed", action="store_true",
+                       help="run again the jobs whose runs or chapter failed (a failure is otherwise kept until its key changes)")
+    study.add_argument("--dry-run", action="store_true", help="list the jobs that would run, and why, without running them")
+    study.add_argument("--kernel", default=None, help="Jupyter kernel for the chapters (default: the registered 'lvlmu' kernel)")
+    study.add_argument("--snakemake-profile", default=None, metavar="DIR",
+                       help="a Snakemake profile directory, such as profiles/slurm (a Slurm cluster, one GPU per grid run)")
     study.add_argument("--native-isa", action="store_true",
                        help="let PyTorch, oneDNN and MKL use every instruction set of this CPU instead of AVX2 alone: "
                             "the numbers then differ from other CPUs' (the book's re-run page says by how much); "
                             "instruction-set variables set in the shell are always kept")
+    task = commands.add_parser("task", help="run one job of the study (what the Snakefile's rules call)")
+    task.add_argument("name")
+    task.add_argument("--config", required=True, help="the study config, as JSON")
+    task.add_argument("--artifacts", default="artifacts")
+    task.add_argument("--key", required=True, help="the job's key as the Snakefile planned it")
+    task.add_argument("--only", default=None)
+    task.add_argument("--fresh", action="store_true", help="reuse no earlier result")
+    task.add_argument("--kernel", default=None)
+    versions = commands.add_parser("versions", help="check the declared versions of the code against versions.json")
+    versions.add_argument("--record", action="store_true", help="write the table (refused while code changed without a version bump)")
     add_unlearn_command(commands)
     estimate = commands.add_parser("estimate", help="print estimated memory and FLOPs of LoRA unlearning for LLaVA-1.5 7B and 13B")
     estimate.add_argument("--json", default=None, help="also write the table to this JSON file")
@@ -45,25 +60,43 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"wrote {example_concept(args.world, args.out)}")
         return 0
+    if args.command == "task":
+        from .tasks import task_command
 
+        return task_command(args)
+    if args.command == "versions":
+        return versions_command(args)
+    return study_command(args)
+
+
+def study_command(args) -> int:
     from .numerics import describe_numerics, use_portable_numerics
 
-    held = {} if args.native_isa else use_portable_numerics()  # before torch is imported, here or in the notebooks' kernels
+    held = {} if args.native_isa else use_portable_numerics()  # before torch is imported, here or in any job
     print(f"[lvlmu] {describe_numerics(held)}", flush=True)
-    from .study import PROFILES, run_study
+    from .engine import run_study
 
-    if args.profile not in PROFILES:
-        parser.error(f"unknown profile {args.profile!r}; choose from {sorted(PROFILES)}")
-    # Stream each notebook's output (training progress included) and papermill's cell progress bar.
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("papermill").setLevel(logging.INFO)
     try:
-        report = run_study(args.profile, build=not args.no_book, force=args.force, kernel=args.kernel, stream_output=True,
-                           jobs=args.jobs, only=args.only)
-    except (RuntimeError, ValueError) as error:
+        report = run_study(args.profile, build=not args.no_book, force=args.force, kernel=args.kernel, jobs_at_once=args.jobs,
+                           only=args.only, native_isa=args.native_isa, dry_run=args.dry_run, retry_failed=args.retry_failed,
+                           snakemake_profile=args.snakemake_profile)
+    except ValueError as error:
         print(f"[lvlmu] {error}", file=sys.stderr)
-        return 1
+        return 2
+    if args.dry_run:
+        return report["returncode"]
     return 1 if report["failed"] else 0
+
+
+def versions_command(args) -> int:
+    from .versions import check, record
+
+    problems = record() if args.record else check()
+    for line in problems:
+        print(f"[lvlmu] {line}", file=sys.stderr)
+    if not problems:
+        print("[lvlmu] " + ("recorded lvlmu/versions.json" if args.record else "every unit's version matches its code"))
+    return 1 if problems else 0
 
 
 def add_unlearn_command(commands) -> None:
@@ -94,13 +127,15 @@ def unlearn_command(args) -> int:
     from accelerate import PartialState
 
     from .probe.suite import ProbeConfig, run_probes
+    from .study import from_mapping
     from .unlearn import UnlearnConfig, unlearn
     from .world import load_concepts, load_world
 
     try:
         world = load_concepts(args.concepts) if args.concepts else load_world(args.world)
-        config = UnlearnConfig(**{"method": args.method, "images": args.images, "lora": args.lora, "dtype": args.dtype,
-                                  "precision": args.precision, "gradient_checkpointing": args.gradient_checkpointing, **json.loads(args.config)})
+        config = from_mapping(UnlearnConfig, {"method": args.method, "images": args.images, "lora": args.lora, "dtype": args.dtype,
+                                              "precision": args.precision, "gradient_checkpointing": args.gradient_checkpointing,
+                                              **json.loads(args.config)}, "--config")
         manifest = unlearn(world, args.model, args.out, config)
         if PartialState().is_main_process:
             print(f"[lvlmu] unlearned {config.method} in {manifest['wall_seconds']:.0f} s on {manifest['processes']} process(es), "

@@ -1,4 +1,4 @@
-"""The pipeline end to end on a micro world: both notebooks through papermill, the cache, the book build."""
+"""The study end to end on a micro world through Snakemake: the jobs, their keys, the chapters and the book."""
 import json
 import tempfile
 from dataclasses import replace
@@ -9,24 +9,27 @@ from bs4 import BeautifulSoup
 
 from lvlmu.io import atomic_directory
 from lvlmu.probe.suite import ProbeConfig
-from lvlmu.study import PROFILES, StudyConfig, get_profile, run_stage, run_study, Stage
+from lvlmu.engine import run_study
+from lvlmu.study import StudyConfig, done_record, get_profile, profiles
+from lvlmu.tasks import execute_notebook, placeholder_page
 from lvlmu.unlearn.grid import UnlearnGrid
 
 from conftest import MICRO_PRETRAIN, MICRO_VISION, MICRO_WORLD
 
 # A grid of three methods (PUBG, so that its chapter is built), one seed, two methods on one single-image person (the
 # second waits for the first's reference probes), and one run that must fail (its LoRA target matches nothing): the
-# failure is reported and the rest goes on. Two notebooks run at a time, as in the study.
+# failure is reported and the rest goes on. Two cores, as in the study.
 MICRO_GRID = UnlearnGrid(methods=("graddiff", "idk", "pubg"), seeds=(0,), single_methods=("siu", "graddiff"), single_people=1, steps=2,
                          split_hyperparameters={"idk": {"lora": True, "lora_target": "no_such_module"}},
                          single_hyperparameters={"siu": {"batch_size": 4}}, split_variants={})
 MICRO_STUDY = StudyConfig(MICRO_WORLD, MICRO_VISION, replace(MICRO_PRETRAIN, epochs=1), eval_max_per_group=8,
-                          probe=ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip",)), unlearn=MICRO_GRID, jobs=2)
+                          probe=ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip",)), unlearn=MICRO_GRID)
 # The same study with a changed probe budget and a finished run's learning rate changed (the cache test switches to it).
 CHANGED_STUDY = replace(MICRO_STUDY, eval_max_per_group=6, unlearn=replace(MICRO_GRID, split_hyperparameters={"graddiff": {"learning_rate": 5e-4}}))
-BASE_STAGES = {"world", "pretrain", "probe", "adapt", "rerun"}
-GRID_STAGES = {"split-graddiff-seed0", "split-idk-seed0", "split-pubg-seed0", "single-siu-person0-seed0", "single-graddiff-person0-seed0",
-               "compare", "pubg", "claims", "intro"}
+BASE_JOBS = {"world", "vision", "base", "oracle", "oracle_seed1", "probe-base", "probe-oracle", "probe-oracle_seed1", "reference-split0"}
+GRID_JOBS = {"grid-split-graddiff", "grid-split-idk", "grid-split-pubg", "grid-single-siu", "grid-single-graddiff"}
+CHAPTER_JOBS = {f"chapter-{c}" for c in ("world", "pretrain", "probe", "unlearn", "compare", "pubg", "claims", "intro", "adapt", "rerun")}
+EVERY_JOB = BASE_JOBS | GRID_JOBS | CHAPTER_JOBS | {"book"}
 CHAPTERS = ("intro", "world", "pretrain", "probe", "unlearn", "compare", "pubg", "claims", "adapt", "rerun")
 TABLES_ONLY = ("intro", "claims", "rerun")
 
@@ -40,8 +43,9 @@ def study_run(tmp_path_factory):
 
 def test_both_notebooks_execute_and_the_book_builds(study_run):
     book, first = study_run
-    assert first["stages"] == {**{s: "ran" for s in BASE_STAGES | GRID_STAGES}, "split-idk-seed0": "failed"}
+    assert first["jobs"] == {**{j: "ran" for j in EVERY_JOB}, "grid-split-idk": "ran with failures"}
     assert list(first["failed"]) == ["split-idk-seed0"] and "matches no linear module" in first["failed"]["split-idk-seed0"]
+    assert first["missing"] == ["split-idk-seed0"]
     for name in CHAPTERS:
         nb = nbformat.read(book / "book" / "notebooks" / f"{name}.ipynb", as_version=4)
         outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
@@ -69,14 +73,14 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
         assert (html / page).exists(), page
     pretrain_page = (html / "book" / "notebooks" / "pretrain.html").read_text()
     assert "Traceback" not in pretrain_page and "<img" in pretrain_page
-    # The first single-image run is the unlearning chapter; the other runs' notebooks stay with the artifacts.
-    assert (book / "artifacts" / "runs" / "split-graddiff-seed0.ipynb").exists()
+    # Every job's done-record holds its key, and the failed run's job its failure.
+    for name in EVERY_JOB:
+        assert json.loads((book / done_record("artifacts", name)).read_text())["key"]
+    assert list(json.loads((book / done_record("artifacts", "grid-split-idk")).read_text())["failed"]) == ["split-idk-seed0"]
     unlearned = json.loads((book / "artifacts" / "models" / "unlearned" / "single-siu-person0-seed0" / "manifest.json").read_text())
     assert unlearned["forget_people"] == [first_forget(book)] and unlearned["config"]["images"] == "single"
     compare_page = (html / "book" / "notebooks" / "compare.html").read_text()
     assert "Traceback" not in compare_page and "split-idk-seed0" in compare_page, "the failed run is named as missing"
-    # The other runs ran the short template; their notebooks stay with the artifacts.
-    assert (book / "artifacts" / "runs" / "single-graddiff-person0-seed0.ipynb").exists()
     # The adapt template ran on the example concept folder that the world chapter wrote: probed before and after.
     assert (book / "artifacts" / "concepts" / "example" / "concept.yaml").exists()
     adapt_page = (html / "book" / "notebooks" / "adapt.html").read_text()
@@ -139,44 +143,42 @@ def first_forget(book) -> str:
     return load_world(book / "artifacts" / "world").forget[0].person_id
 
 
-def test_an_unchanged_stage_is_skipped_and_a_changed_one_reruns(study_run):
+def test_an_unchanged_job_is_skipped_and_a_changed_one_reruns(study_run):
     book, _ = study_run
     again = run_study(MICRO_STUDY, book_dir=book, build=False, log=lambda *_: None)
-    assert again["stages"] == {**{s: "cached" for s in BASE_STAGES | GRID_STAGES}, "split-idk-seed0": "failed"}
+    # Nothing runs; the failure is still reported, from its job's record.
+    assert again["jobs"] == {**{j: "cached" for j in EVERY_JOB - {"book"}}, "grid-split-idk": "cached with failures"}
+    assert list(again["failed"]) == ["split-idk-seed0"]
     # The failing run gets a working config, and a finished run a new one: it retrains, and its stale probe results
-    # are replaced rather than refused.
+    # are replaced rather than refused. The chapters that read the grid run again; the models are reused.
     third = run_study(CHANGED_STUDY, book_dir=book, build=False, log=lambda *_: None)
     assert third["failed"] == {}
-    assert third["stages"] == {**{s: "cached" for s in BASE_STAGES | GRID_STAGES}, "pretrain": "ran", "split-idk-seed0": "ran",
-                               "split-graddiff-seed0": "ran", "single-graddiff-person0-seed0": "ran",  # at the split's settings, batch 8
-                               **{c: "ran" for c in ("compare", "pubg", "claims", "intro", "rerun")}}
-    # The models were reused: their config and world did not change.
+    readers = {f"chapter-{c}" for c in ("compare", "pubg", "claims", "intro", "rerun")}
+    assert {j for j, status in third["jobs"].items() if status == "ran"} == {
+        "chapter-pretrain", "grid-split-idk", "grid-split-graddiff", "grid-single-graddiff"} | readers  # single: the split's settings, batch 8
     nb = nbformat.read(book / "book" / "notebooks" / "pretrain.ipynb", as_version=4)
     assert "reusing" in "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    # A missing output makes its stage run again.
-    (book / "artifacts" / "results" / "recall_oracle.jsonl").unlink()
+    # A missing done-record makes its job run again.
+    (book / done_record("artifacts", "chapter-pretrain")).unlink()
     fourth = run_study(CHANGED_STUDY, book_dir=book, build=False, log=lambda *_: None)
-    assert fourth["stages"] == {**{s: "cached" for s in BASE_STAGES | GRID_STAGES}, "pretrain": "ran"}
-    assert (book / "artifacts" / "results" / "recall_oracle.jsonl").exists()
+    assert {j for j, status in fourth["jobs"].items() if status == "ran"} == {"chapter-pretrain"}
     # Parameters inside the book directory are relative: the rendered book shows no machine paths.
     injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
     assert 'world_dir = "artifacts/world"' in injected.source and str(book) not in injected.source
 
 
 def test_a_failing_notebook_leaves_no_output(tmp_path):
-    notebooks = tmp_path / "notebooks"
-    notebooks.mkdir()
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
                                          nbformat.v4.new_code_cell("raise ValueError('boom')")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
-    nbformat.write(nb, notebooks / "broken.ipynb")
-    with pytest.raises(RuntimeError, match="stage 'broken' failed") as failure:
-        run_stage(Stage("broken", {"x": 2}), notebooks, tmp_path, tmp_path / "cache", kernel="python3")
+    nbformat.write(nb, tmp_path / "broken.ipynb")
+    output = tmp_path / "book" / "notebooks" / "broken.ipynb"
+    with pytest.raises(RuntimeError, match="notebook broken.ipynb failed") as failure:
+        execute_notebook(tmp_path / "broken.ipynb", output, {"x": 2}, kernel="python3")
     # The log shows the failing cell's traceback, without terminal colours.
     assert "raise ValueError('boom')" in str(failure.value) and "ValueError: boom" in str(failure.value)
     assert "\x1b[" not in str(failure.value)
-    assert not (tmp_path / "book" / "notebooks" / "broken.ipynb").exists()
-    assert not (tmp_path / "cache" / "broken.json").exists()
+    assert not output.exists()
 
 
 def test_an_interrupted_directory_write_leaves_nothing(tmp_path):
@@ -187,10 +189,17 @@ def test_an_interrupted_directory_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unknown_profile_names_the_choices():
+def test_unknown_profile_and_config_keys_name_the_choices(tmp_path):
     with pytest.raises(ValueError, match=r"unknown profile 'huge'.*full.*quick"):
         get_profile("huge")
-    assert set(PROFILES) >= {"full", "quick"}
+    assert set(profiles()) >= {"full", "quick"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("unlearn: {steps: 5, stpes: 3}\n")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['stpes'\] in .*unlearn; the keys of UnlearnGrid are \[.*'steps'"):
+        get_profile(str(bad))
+    bad.write_text("grid_jobs: person\n")
+    with pytest.raises(ValueError, match="grid_jobs='person'; choose from"):
+        get_profile(str(bad))
 
 
 def test_the_claims_page_reads_its_numbers_from_the_results(study_run):
@@ -205,8 +214,11 @@ def test_the_claims_page_reads_its_numbers_from_the_results(study_run):
     assert "43.2%" not in page.read_text()
     try:
         summary_path.write_text(json.dumps(data))
+        # Results are known by their keys, not their bytes: a hand edit is not news to the engine, so the chapter is
+        # asked for by removing its done-record (as `snakemake --forcerun chapter_claims` would).
+        (book / done_record("artifacts", "chapter-claims")).unlink()
         report = run_study(CHANGED_STUDY, book_dir=book, log=lambda *_: None)
-        assert report["stages"]["claims"] == "ran" and report["stages"]["split-pubg-seed0"] == "cached"
+        assert report["jobs"]["chapter-claims"] == "ran" and report["jobs"]["grid-split-pubg"] == "cached"
         assert "leak (name or private fact) 43.2% of answers" in page.read_text()
     finally:
         summary_path.write_text(original)
@@ -219,9 +231,9 @@ def test_only_runs_one_method_and_a_chapter_without_results_names_its_missing_ru
     results.rename(moved)
     try:
         report = run_study(CHANGED_STUDY, book_dir=book, build=False, log=lambda *_: None, only="graddiff")
-        assert "split-pubg-seed0" not in report["stages"] and "split-idk-seed0" not in report["stages"], "only graddiff's runs"
-        assert {"split-graddiff-seed0", "single-graddiff-person0-seed0"} <= set(report["stages"])
-        assert report["stages"]["pubg"] == "no results" and report["missing"] == ["split-pubg-seed0"]
+        assert not {"grid-split-pubg", "grid-split-idk", "grid-single-siu"} & set(report["jobs"]), "only graddiff's jobs"
+        assert {"grid-split-graddiff", "grid-single-graddiff"} <= set(report["jobs"])
+        assert report["jobs"]["chapter-pubg"] == "ran" and report["missing"] == ["split-pubg-seed0"]
         page = nbformat.read(book / "book" / "notebooks" / "pubg.ipynb", as_version=4)
         assert "split-pubg-seed0" in page.cells[0].source and "no results" in page.cells[0].source
     finally:
@@ -230,12 +242,67 @@ def test_only_runs_one_method_and_a_chapter_without_results_names_its_missing_ru
         run_study(CHANGED_STUDY, book_dir=book, build=False, log=lambda *_: None, only="nope")
 
 
-def test_a_failed_chapter_becomes_a_page_that_says_so(tmp_path):
-    from lvlmu.study import failed_chapter_page
-
-    stage = Stage("adapt", {}, required=False)
-    failed_chapter_page(stage, tmp_path, "Traceback ...\n  File x\nValueError: the concept `x` has no images\n")
-    page = nbformat.read(tmp_path / "book" / "notebooks" / "adapt.ipynb", as_version=4)
-    text = page.cells[0].source
+def test_a_chapter_page_in_place_of_results(tmp_path):
+    path = tmp_path / "book" / "notebooks" / "adapt.ipynb"
+    placeholder_page(path, "This chapter's notebook (`adapt`) failed: `ValueError: the concept 'x' has no images`.")
+    text = nbformat.read(path, as_version=4).cells[0].source
     assert text.startswith("# Your own model and concepts") and ":::{warning}" in text
     assert "ValueError: the concept 'x' has no images" in text and "`adapt`" in text
+
+
+def test_a_killed_training_leaves_no_temporary_directory_and_no_record(micro_world, tmp_path):
+    """A vision-tower training stopped by SIGTERM (what Snakemake and Slurm send) removes its temporary directory and
+    writes no done-record, so a rerun cannot take it as done."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from lvlmu.study import config_mapping, jobs
+
+    shutil.copytree(micro_world.root, tmp_path / "artifacts" / "world")
+    study = replace(MICRO_STUDY, vision=replace(MICRO_VISION, epochs=10_000))  # long enough to be killed mid-way
+    job = jobs(study, tmp_path / "artifacts", tmp_path)["vision"]
+    command = [sys.executable, "-m", "lvlmu", "task", "vision", "--config", json.dumps(config_mapping(study)), "--key", job.key]
+    models = tmp_path / "artifacts" / "models"
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while not list(models.glob(".vision.*.tmp")) and process.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
+        assert list(models.glob(".vision.*.tmp")), "the training never started: " + (process.stdout.read() if process.poll() is not None else "")
+        time.sleep(2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) != 0
+    finally:
+        process.kill()
+    assert not list(models.glob(".vision*")) and not (models / "vision").exists()
+    assert not (tmp_path / done_record("artifacts", "vision")).exists()
+
+
+def test_snakemake_lists_every_job_and_the_cluster_profile_dry_runs(tmp_path):
+    """`snakemake -n` with a profile's config file lists every job of the plan; with the Slurm profile (one job per
+    grid run, each with a GPU) too. The dry run submits nothing: no Slurm is needed."""
+    import re
+    import subprocess
+    import sys
+
+    from lvlmu.study import REPO_DIR, grid_batches, jobs
+
+    from lvlmu.engine import stage_book_sources
+
+    stage_book_sources(tmp_path)
+    study = get_profile("quick")
+    planned = len(jobs(study, tmp_path / "artifacts", tmp_path))
+    # No --config on this command line: it would replace the profile's.
+    base = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_DIR / "workflow" / "Snakefile"), "--directory", str(tmp_path),
+            "--configfile", str(REPO_DIR / "workflow" / "config" / "quick.yaml"), "--dry-run"]
+    for extra, grid_jobs in (([], "method"), (["--profile", str(REPO_DIR / "profiles" / "slurm")], "run")):
+        result = subprocess.run(base + extra, capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        total = int(re.search(r"^total\s+(\d+)", result.stdout, re.MULTILINE).group(1))
+        n_grid = len(grid_batches(replace(study, grid_jobs=grid_jobs)))
+        assert total == planned - len(grid_batches(study)) + n_grid + 2, result.stdout[-2000:]  # and the book, and `all`
+        if grid_jobs == "run":
+            assert "grid_split_ga_seed0" in result.stdout and "gpu=1" in result.stdout.replace(" ", "")

@@ -1,0 +1,116 @@
+"""`python -m lvlmu study`: the study through Snakemake (workflow/Snakefile), then a report of what ran, what
+failed and which runs the book lacks."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .study import REPO_DIR, StudyConfig, config_mapping, done_record, get_profile, grid_runs, jobs, relative
+from .unlearn.methods import METHODS
+
+SNAKEFILE = REPO_DIR / "workflow" / "Snakefile"
+
+
+def stage_book_sources(book_dir: Path) -> None:
+    """Copy the book's fixed sources (config, table of contents, prose pages) into another book directory."""
+    book_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(REPO_DIR / name, book_dir / name)
+    (book_dir / "book").mkdir(exist_ok=True)
+    for page in (REPO_DIR / "book").glob("*.md"):
+        shutil.copy2(page, book_dir / "book" / page.name)
+
+
+def snakemake_command(config_file: Path, book_dir: Path, cores: int, force: bool = False, dry_run: bool = False,
+                      extra: tuple[str, ...] = ()) -> list[str]:
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(book_dir),
+               "--configfile", str(config_file), "--cores", str(cores), "--keep-going", "--rerun-incomplete",
+               # A job reruns when its key or its set of inputs changes; a file's time alone changes nothing.
+               "--rerun-triggers", "params", "input", "--quiet", "rules"]
+    if force:
+        command.append("--forceall")
+    if dry_run:
+        command.append("--dry-run")
+    return command + list(extra)
+
+
+def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = REPO_DIR, artifacts: str | os.PathLike | None = None,
+              build: bool = True, force: bool = False, kernel: str | None = None, log=print, jobs_at_once: int = 2,
+              only: str | None = None, native_isa: bool = False, dry_run: bool = False, retry_failed: bool = False,
+              snakemake_profile: str | None = None) -> dict:
+    """Run every job whose key changed (all of them with `force`), `jobs_at_once` cores' worth at a time, then build
+    the book. Returns each job's status ("ran" or "cached", "with failures" when some of its runs or its chapter failed;
+    "failed" when the job itself did; "not run" when a job it needs failed), the failures by run or chapter (kept in
+    the done-records, and reported every time until `retry_failed` or a new key runs them again), the runs without
+    results, and where the book is. `only` runs one method's grid jobs."""
+    config = get_profile(config) if isinstance(config, str) else config
+    if only is not None and only not in METHODS:
+        raise ValueError(f"unknown method {only!r} for --only; the methods are {sorted(METHODS)}")
+    book_dir = Path(book_dir).resolve()
+    if book_dir != REPO_DIR:  # every time: the book's sources may have changed since the last build
+        stage_book_sources(book_dir)
+    artifacts = Path(artifacts).resolve() if artifacts is not None else book_dir / "artifacts"
+    a = relative(artifacts, book_dir)
+    settings = {"only": only, "fresh": force, "kernel": kernel, "artifacts": str(a), "book": build, "native_isa": native_isa}
+    config_file = artifacts / "study-config.json"
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(json.dumps({**config_mapping(config), **settings}, indent=1))
+    plan = jobs(config, a, book_dir, only)
+    names = [*plan, *(["book"] if build else [])]
+    if retry_failed:  # a job whose runs or chapter failed runs again (its finished runs are reused by their keys)
+        for name in names:
+            path = book_dir / done_record(a, name)
+            if path.exists() and json.loads(path.read_text()).get("failed"):
+                path.unlink()
+    before = {name: _mtime(book_dir / done_record(a, name)) for name in names}
+    started, started_ns = time.time(), time.time_ns()
+    if snakemake_profile is not None and not (Path(snakemake_profile) / "config.yaml").exists():
+        raise ValueError(f"no Snakemake profile at {snakemake_profile} (no config.yaml); the project's: {REPO_DIR / 'profiles'}")
+    extra = ("--profile", str(Path(snakemake_profile).resolve())) if snakemake_profile else ()
+    result = subprocess.run(snakemake_command(config_file, book_dir, jobs_at_once, force, dry_run, extra))
+    if dry_run:
+        return {"returncode": result.returncode}
+    report: dict = {"jobs": {}, "failed": {}, "book": None, "seconds": time.time() - started}
+    for name in names:
+        path = book_dir / done_record(a, name)
+        if not path.exists():
+            job_log = book_dir / a / "logs" / f"{name}.log"
+            if _mtime(job_log) is not None and _mtime(job_log) > started_ns:
+                report["jobs"][name] = "failed"
+                report["failed"][name] = f"the job failed; its log: {job_log}"
+            else:
+                report["jobs"][name] = "not run"
+            continue
+        record = json.loads(path.read_text())
+        report["jobs"][name] = "ran" if _mtime(path) != before[name] else "cached"
+        report["failed"] |= record.get("failed", {})
+        if record.get("failed"):
+            report["jobs"][name] += " with failures"
+    if build and (book_dir / "_build" / "html" / "index.html").exists() and report["jobs"].get("book") in ("ran", "cached"):
+        report["book"] = str(book_dir / "_build" / "html")
+    runs = grid_runs(config, a)
+    from .unlearn.results import has_results
+
+    report["missing"] = [name for name, run in runs.items() if not has_results(run, book_dir)]
+    counts = {status: sum(s == status for s in report["jobs"].values()) for status in dict.fromkeys(report["jobs"].values())}
+    log(f"[lvlmu] {len(names)} jobs in {report['seconds']:.0f} s: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if report["book"]:
+        log(f"[lvlmu] the book: {report['book']}/index.html")
+    if report["failed"]:
+        log(f"[lvlmu] {len(report['failed'])} FAILED; the rest ran:\n" + "\n".join(f"  {n}: {_last_line(e)}" for n, e in report["failed"].items()))
+    if report["missing"]:
+        log(f"[lvlmu] the book lacks the results of {len(report['missing'])} run(s), and its pages say so: " + ", ".join(report["missing"]))
+    return report
+
+
+def _mtime(path: Path) -> int | None:
+    return path.stat().st_mtime_ns if path.exists() else None
+
+
+def _last_line(text: str) -> str:
+    return next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
