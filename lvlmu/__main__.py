@@ -85,7 +85,7 @@ def study_command(args) -> int:
         return 2
     if args.dry_run:
         return report["returncode"]
-    return 1 if report["failed"] else 0
+    return 1 if report["failed"] or not report["complete"] else 0
 
 
 def versions_command(args) -> int:

@@ -2,6 +2,7 @@
 failed and which runs the book lacks."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -10,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .study import REPO_DIR, StudyConfig, config_mapping, done_record, get_profile, grid_runs, jobs, relative
+from .study import REPO_DIR, StudyConfig, book_job, config_mapping, done_record, get_profile, grid_runs, jobs, relative
 from .unlearn.methods import METHODS
 
 SNAKEFILE = REPO_DIR / "workflow" / "Snakefile"
@@ -57,25 +58,51 @@ def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = 
     artifacts = Path(artifacts).resolve() if artifacts is not None else book_dir / "artifacts"
     a = relative(artifacts, book_dir)
     settings = {"only": only, "fresh": force, "kernel": kernel, "artifacts": str(a), "book": build, "native_isa": native_isa}
-    config_file = artifacts / "study-config.json"
-    config_file.parent.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(json.dumps({**config_mapping(config), **settings}, indent=1))
-    plan = jobs(config, a, book_dir, only)
-    names = [*plan, *(["book"] if build else [])]
-    if retry_failed:  # a job whose runs or chapter failed runs again (its finished runs are reused by their keys)
-        for name in names:
-            path = book_dir / done_record(a, name)
-            if path.exists() and json.loads(path.read_text()).get("failed"):
-                path.unlink()
-    before = {name: _mtime(book_dir / done_record(a, name)) for name in names}
-    started, started_ns = time.time(), time.time_ns()
+    artifacts.mkdir(parents=True, exist_ok=True)
     if snakemake_profile is not None and not (Path(snakemake_profile) / "config.yaml").exists():
         raise ValueError(f"no Snakemake profile at {snakemake_profile} (no config.yaml); the project's: {REPO_DIR / 'profiles'}")
-    extra = ("--profile", str(Path(snakemake_profile).resolve())) if snakemake_profile else ()
-    result = subprocess.run(snakemake_command(config_file, book_dir, jobs_at_once, force, dry_run, extra))
+    with study_lock(artifacts):
+        config_file = artifacts / "study-config.json"
+        config_file.write_text(json.dumps({**config_mapping(config), **settings}, indent=1))
+        plan = jobs(config, artifacts, book_dir, only)
+        if build:
+            plan["book"] = book_job([j for j in plan.values() if j.kind == "chapter"], book_dir)
+        keys = {name: job.key for name, job in plan.items()}
+        if retry_failed:  # a job whose runs or chapter failed runs again (its finished runs are reused by their keys)
+            for name in keys:
+                path = book_dir / done_record(a, name)
+                if path.exists() and json.loads(path.read_text()).get("failed"):
+                    path.unlink()
+        before = {name: _mtime(book_dir / done_record(a, name)) for name in keys}
+        extra = ("--profile", str(Path(snakemake_profile).resolve())) if snakemake_profile else ()
+        if any((book_dir / ".snakemake" / "locks").glob("*")):  # we hold the study lock: Snakemake's is a killed run's leftover
+            log("[lvlmu] removing the lock that an interrupted study left")
+            subprocess.run(snakemake_command(config_file, book_dir, jobs_at_once, extra=("--unlock", *extra)), capture_output=True)
+        started, started_ns = time.time(), time.time_ns()
+        result = subprocess.run(snakemake_command(config_file, book_dir, jobs_at_once, force, dry_run, extra))
     if dry_run:
         return {"returncode": result.returncode}
-    report: dict = {"jobs": {}, "failed": {}, "book": None, "seconds": time.time() - started}
+    return _report(config, book_dir, a, keys, before, started, started_ns, result.returncode, build, log)
+
+
+@contextlib.contextmanager
+def study_lock(artifacts: Path):
+    """Hold the book directory's study lock: a second study on the same directory is refused while one runs."""
+    import fcntl
+
+    with open(artifacts / ".study.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"another study is running on {artifacts.parent}; wait for it, or stop it") from None
+        yield
+
+
+def _report(config: StudyConfig, book_dir: Path, a: Path, keys: dict, before: dict, started: float, started_ns: int,
+            returncode: int, build: bool, log) -> dict:
+    """What each job did, from its done-record: "ran", "cached", "failed" or "not run"."""
+    names = list(keys)
+    report: dict = {"jobs": {}, "failed": {}, "book": None, "seconds": time.time() - started, "complete": returncode == 0}
     for name in names:
         path = book_dir / done_record(a, name)
         if not path.exists():
@@ -87,6 +114,9 @@ def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = 
                 report["jobs"][name] = "not run"
             continue
         record = json.loads(path.read_text())
+        if record.get("key") != keys[name]:  # an earlier result that this run did not get to (it was interrupted)
+            report["jobs"][name] = "not run"
+            continue
         report["jobs"][name] = "ran" if _mtime(path) != before[name] else "cached"
         report["failed"] |= record.get("failed", {})
         if record.get("failed"):
@@ -101,6 +131,8 @@ def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = 
     log(f"[lvlmu] {len(names)} jobs in {report['seconds']:.0f} s: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if report["book"]:
         log(f"[lvlmu] the book: {report['book']}/index.html")
+    if not report["complete"]:
+        log("[lvlmu] Snakemake stopped before the end (a job failed, or it was interrupted); the next study runs what is left")
     if report["failed"]:
         log(f"[lvlmu] {len(report['failed'])} FAILED; the rest ran:\n" + "\n".join(f"  {n}: {_last_line(e)}" for n, e in report["failed"].items()))
     if report["missing"]:

@@ -113,8 +113,9 @@ def done_record(artifacts: str | os.PathLike, name: str) -> str:
 
 
 def relative(path: Path, root: Path) -> Path:
-    """`path` relative to `root` when inside it: the notebooks then show "artifacts/world", not this machine's path."""
-    path, root = path.resolve(), root.resolve()
+    """`path` (itself relative to `root`, or absolute) relative to `root` when inside it: the notebooks then show
+    "artifacts/world", not this machine's path."""
+    path, root = (Path(root) / path).resolve(), Path(root).resolve()
     return Path(os.path.relpath(path, root)) if path.is_relative_to(root) else path
 
 
