@@ -253,3 +253,14 @@ def test_a_run_shorter_than_the_logging_interval_still_logs_its_terms(micro_worl
     logged = [h for h in json.loads((tmp_path / "ga" / "log_history.json").read_text()) if "forget_loss" in h]
     assert [h["step"] for h in logged] == [2]
     assert json.loads((tmp_path / "ga" / "manifest.json").read_text())["config"]["logging_steps"] == 5
+
+
+def test_the_unlearn_command_names_the_valid_keys_of_a_bad_config(micro_world, micro_model_dir, tmp_path, capsys):
+    """An unknown key in --config was a raw TypeError traceback; it is now one line that names the valid keys."""
+    from lvlmu.__main__ import main
+
+    code = main(["unlearn", "--model", str(micro_model_dir), "--world", str(micro_world.root), "--out", str(tmp_path / "out"),
+                 "--config", '{"stpes": 3}'])
+    error = capsys.readouterr().err
+    assert code == 1 and "unknown key(s) ['stpes'] in --config" in error and "'steps'" in error and "Traceback" not in error
+    assert not (tmp_path / "out").exists()
