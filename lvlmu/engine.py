@@ -32,11 +32,11 @@ def snakemake_command(config_file: Path, book_dir: Path, cores: int, force: bool
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(book_dir),
                "--configfile", str(config_file), "--cores", str(cores), "--keep-going", "--rerun-incomplete",
                # A job reruns when its key or its set of inputs changes; a file's time alone changes nothing.
-               "--rerun-triggers", "params", "input", "--quiet", "rules"]
+               "--rerun-triggers", "params", "input"]
     if force:
         command.append("--forceall")
-    if dry_run:
-        command.append("--dry-run")
+    # A dry run shows each job and why it would run; a real one shows progress and the jobs' own output.
+    command += ["--dry-run"] if dry_run else ["--quiet", "rules"]
     return command + list(extra)
 
 
@@ -57,11 +57,11 @@ def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = 
         stage_book_sources(book_dir)
     artifacts = Path(artifacts).resolve() if artifacts is not None else book_dir / "artifacts"
     a = relative(artifacts, book_dir)
-    settings = {"only": only, "fresh": force, "kernel": kernel, "artifacts": str(a), "book": build, "native_isa": native_isa}
+    settings = {"only": only, "fresh": force, "kernel": kernel, "artifacts": str(a), "book": build, "native_isa": native_isa, "gpus": 0}
     artifacts.mkdir(parents=True, exist_ok=True)
-    if snakemake_profile is not None and not (Path(snakemake_profile) / "config.yaml").exists():
-        raise ValueError(f"no Snakemake profile at {snakemake_profile} (no config.yaml); the project's: {REPO_DIR / 'profiles'}")
-    with study_lock(artifacts):
+    if snakemake_profile is not None:  # its config entries (grid_jobs, gpus) shape the plan: this process plans with them too
+        config, settings = apply_profile_config(Path(snakemake_profile), config, settings)
+    with study_lock(book_dir) as lock:
         config_file = artifacts / "study-config.json"
         config_file.write_text(json.dumps({**config_mapping(config), **settings}, indent=1))
         plan = jobs(config, artifacts, book_dir, only)
@@ -70,32 +70,57 @@ def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = 
         keys = {name: job.key for name, job in plan.items()}
         if retry_failed:  # a job whose runs or chapter failed runs again (its finished runs are reused by their keys)
             for name in keys:
-                path = book_dir / done_record(a, name)
-                if path.exists() and json.loads(path.read_text()).get("failed"):
+                path = book_dir / done_record(a, name, keys[name])
+                if path.exists() and json.loads(path.read_text()).get("failed") and not dry_run:
                     path.unlink()
-        before = {name: _mtime(book_dir / done_record(a, name)) for name in keys}
+        before = {name: _mtime(book_dir / done_record(a, name, key)) for name, key in keys.items()}
         extra = ("--profile", str(Path(snakemake_profile).resolve())) if snakemake_profile else ()
         if any((book_dir / ".snakemake" / "locks").glob("*")):  # we hold the study lock: Snakemake's is a killed run's leftover
             log("[lvlmu] removing the lock that an interrupted study left")
-            subprocess.run(snakemake_command(config_file, book_dir, jobs_at_once, extra=("--unlock", *extra)), capture_output=True)
+            subprocess.run(snakemake_command(config_file, book_dir, jobs_at_once, extra=("--unlock", *extra)), capture_output=True, pass_fds=(lock,))
         started, started_ns = time.time(), time.time_ns()
-        result = subprocess.run(snakemake_command(config_file, book_dir, jobs_at_once, force, dry_run, extra))
+        result = subprocess.run(snakemake_command(config_file, book_dir, jobs_at_once, force, dry_run, extra), pass_fds=(lock,))
     if dry_run:
         return {"returncode": result.returncode}
     return _report(config, book_dir, a, keys, before, started, started_ns, result.returncode, build, log)
 
 
+def apply_profile_config(profile: Path, config: StudyConfig, settings: dict) -> tuple[StudyConfig, dict]:
+    """A Snakemake profile's `config:` entries ("grid_jobs=run", "gpus=1"), applied to the study config and the
+    engine's settings, so that this process plans the jobs Snakemake will run."""
+    import yaml
+
+    from dataclasses import replace
+
+    path = profile / "config.yaml"
+    if not path.exists():
+        raise ValueError(f"no Snakemake profile at {profile} (no config.yaml); the project's: {REPO_DIR / 'profiles'}")
+    entries = yaml.safe_load(path.read_text()).get("config", []) or []
+    for entry in entries if isinstance(entries, list) else [f"{k}={v}" for k, v in entries.items()]:
+        key, _, value = str(entry).partition("=")
+        if key == "grid_jobs":
+            config = replace(config, grid_jobs=value)
+        elif key in settings:
+            settings = {**settings, key: yaml.safe_load(value)}
+        else:
+            raise ValueError(f"{path}: config entry {entry!r}; lvlmu reads grid_jobs and {sorted(settings)}")
+    return config, settings
+
+
 @contextlib.contextmanager
-def study_lock(artifacts: Path):
-    """Hold the book directory's study lock: a second study on the same directory is refused while one runs."""
+def study_lock(book_dir: Path):
+    """Hold the book directory's study lock: a second study on the same directory is refused while one runs. Yields
+    the lock's file descriptor: Snakemake inherits it, so the lock lasts as long as Snakemake does, even if this
+    process is killed first."""
     import fcntl
 
-    with open(artifacts / ".study.lock", "w") as handle:
+    (book_dir / ".snakemake").mkdir(exist_ok=True)
+    with open(book_dir / ".snakemake" / "lvlmu-study.lock", "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ValueError(f"another study is running on {artifacts.parent}; wait for it, or stop it") from None
-        yield
+            raise ValueError(f"another study is running on {book_dir}; wait for it, or stop it") from None
+        yield handle.fileno()
 
 
 def _report(config: StudyConfig, book_dir: Path, a: Path, keys: dict, before: dict, started: float, started_ns: int,
@@ -104,8 +129,8 @@ def _report(config: StudyConfig, book_dir: Path, a: Path, keys: dict, before: di
     names = list(keys)
     report: dict = {"jobs": {}, "failed": {}, "book": None, "seconds": time.time() - started, "complete": returncode == 0}
     for name in names:
-        path = book_dir / done_record(a, name)
-        if not path.exists():
+        path = book_dir / done_record(a, name, keys[name])
+        if not path.exists():  # not run, or run and failed, or a record of another key (an interrupted study)
             job_log = book_dir / a / "logs" / f"{name}.log"
             if _mtime(job_log) is not None and _mtime(job_log) > started_ns:
                 report["jobs"][name] = "failed"
@@ -114,9 +139,6 @@ def _report(config: StudyConfig, book_dir: Path, a: Path, keys: dict, before: di
                 report["jobs"][name] = "not run"
             continue
         record = json.loads(path.read_text())
-        if record.get("key") != keys[name]:  # an earlier result that this run did not get to (it was interrupted)
-            report["jobs"][name] = "not run"
-            continue
         report["jobs"][name] = "ran" if _mtime(path) != before[name] else "cached"
         report["failed"] |= record.get("failed", {})
         if record.get("failed"):

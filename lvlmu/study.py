@@ -108,8 +108,15 @@ class Job:
         return self.name.replace("-", "_").replace(":", "_")
 
 
-def done_record(artifacts: str | os.PathLike, name: str) -> str:
-    return str(Path(artifacts) / "done" / f"{name}.json")
+def done_record(artifacts: str | os.PathLike, name: str, key: str) -> str:
+    """Where a job's done-record lies: its name holds the key, so a record of another key is never taken as done,
+    whatever Snakemake's own metadata holds (or lacks)."""
+    return str(Path(artifacts) / "done" / f"{name}.{key}.json")
+
+
+def recorded(artifacts: str | os.PathLike, name: str) -> list[Path]:
+    """The done-records of a job, of any key (at most one once its task has run)."""
+    return sorted((Path(artifacts) / "done").glob(f"{name}.*.json"))
 
 
 def relative(path: Path, root: Path) -> Path:
@@ -192,10 +199,9 @@ def jobs(config: StudyConfig, artifacts: Path, book_dir: Path, only: str | None 
         batches = {name: runs for name, runs in batches.items() if any(run.name in kept for run in runs)}
     for name, runs in batches.items():
         specs, keys = [], {}
-        for run in runs:
-            run_probes = ProbeConfig(**{**asdict(probe_config), "forget_people": ()})
-            keys[run.name] = [unlearn_key(run.config, world, model_keys["base"]),
-                              probe_key(run_probes, world, unlearn_key(run.config, world, model_keys["base"]), model_keys["base"]), run.config.forget]
+        for run in runs:  # a run forgetting other people than the split is probed on them (its forget spec)
+            model = unlearn_key(run.config, world, model_keys["base"])
+            keys[run.name] = [model, probe_key(probe_config, world, model, model_keys["base"]), run.config.forget]
             specs.append({"name": run.name, "config": asdict(run.config), "model_dir": str(models / "unlearned" / run.name),
                           "results_dir": str(probes / run.name)})
         references = tuple(f"reference-{run.config.forget.replace(':', '')}" for run in runs if run.setting == "single")
@@ -204,12 +210,12 @@ def jobs(config: StudyConfig, artifacts: Path, book_dir: Path, only: str | None 
                         "reference_results_dir": str(probes), "probe_config": probe_parameters, "runs": specs},
                        needs=("world", "base", "oracle", "probe-base", "probe-oracle", *dict.fromkeys(references)),
                        threads=config.unlearn.threads, gpu=True, priority=2 if runs[0].setting == "single" else 1))
-    out += chapter_jobs(config, a, {job.name: job for job in out}, batches)
+    out += chapter_jobs(config, a, {job.name: job for job in out}, batches, book_dir)
     named = {job.name: job for job in out}
     return named
 
 
-def chapter_jobs(config: StudyConfig, a: Path, earlier: dict[str, Job], batches: dict[str, list[UnlearnRun]]) -> list[Job]:
+def chapter_jobs(config: StudyConfig, a: Path, earlier: dict[str, Job], batches: dict[str, list[UnlearnRun]], book_dir: Path) -> list[Job]:
     """The book's chapters: papermill runs of the notebooks, each after the results it reads. A chapter's key holds
     its notebook's content, its parameters, its inputs' keys and the versions of every unit (chapters are cheap,
     and show what all the code computed)."""
@@ -255,7 +261,8 @@ def chapter_jobs(config: StudyConfig, a: Path, earlier: dict[str, Job], batches:
     model_dirs = {name: str(models / name) for name in ("vision", "base", "oracle", "oracle_seed1")}
     model_dirs |= {name: r["model_dir"] for name, r in runs.items()}
     model_dirs["adapt"] = str(a / "adapt" / "unlearned")
-    benchmarks = REPO_DIR / "benchmarks" / "results"
+    # Relative to the book directory when inside it (the page then shows no machine path, and the key no clone's place).
+    benchmarks = relative(REPO_DIR / "benchmarks" / "results", book_dir)
     records = [str(benchmarks / name) for name in BENCHMARK_RECORDS]
     specs["rerun"] = ({"model_dirs": model_dirs, "cross_cpu_record": records[0], "throughput_records": records[1:]},
                       ("vision", "base", "oracle", "oracle_seed1", "chapter-adapt", *grid), None)
@@ -264,13 +271,17 @@ def chapter_jobs(config: StudyConfig, a: Path, earlier: dict[str, Job], batches:
     for name, (parameters, needs, reads_runs) in specs.items():  # in order: a chapter may need an earlier one
         parameters = json.loads(json.dumps(parameters))  # JSON types, as papermill injects them (a tuple would become a string)
         template = REPO_DIR / "notebooks" / f"{name}.ipynb"
-        sources = (str(template), *(records if name == "rerun" else ()))
+        # A missing benchmark record is no input (the page says it is missing), else the whole workflow would stop.
+        read = [r for r in (records if name == "rerun" else []) if (book_dir / r).exists()]
+        sources = (str(template), *read)
         needed = tuple(n for n in needs if n in known)
         key = result_key(every_unit, {"notebook": hash_file(template), "parameters": parameters,
-                                      "sources": {s: hash_file(s) for s in sources[1:] if Path(s).exists()}},
+                                      "sources": {r: hash_file(book_dir / r) for r in read}},
                          {n: known[n].key for n in needed})
         reads = None if reads_runs is None else {r: runs[r] for r in reads_runs}
-        job = Job(f"chapter-{name}", "chapter", key, {"chapter": name, "parameters": parameters, "reads_runs": reads},
+        # The adapt chapter computes its own model and probes: what --force removes before it runs.
+        owns = [parameters["out_dir"], parameters["results_dir"]] if name == "adapt" else []
+        job = Job(f"chapter-{name}", "chapter", key, {"chapter": name, "parameters": parameters, "reads_runs": reads, "owns": owns},
                   needs=needed, sources=sources)
         known[job.name] = job
         out.append(job)

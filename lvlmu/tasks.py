@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 from .io import exit_on_sigterm, package_versions, write_json
-from .study import CHAPTER_TITLES, REPO_DIR, Job, StudyConfig, done_record, from_mapping, jobs
+from .study import CHAPTER_TITLES, REPO_DIR, Job, StudyConfig, done_record, from_mapping, jobs, recorded
 
 KERNEL_NAME = "lvlmu"
 
@@ -42,7 +42,11 @@ def run_task(name: str, config: StudyConfig, artifacts: Path, key: str, only: st
     failed = RUNNERS[job.kind](job, book_dir, fresh, kernel) or {}
     record = {"job": job.name, "kind": job.kind, "key": job.key, "failed": failed, "wall_seconds": time.time() - started,
               "versions": package_versions()}
-    write_json(done_record(artifacts, job.name), record)
+    path = Path(done_record(artifacts, job.name, job.key))
+    write_json(path, record)
+    for old in recorded(artifacts, job.name):  # the records of its earlier keys
+        if old != path:
+            old.unlink()
     return record
 
 
@@ -138,6 +142,9 @@ def _chapter(job: Job, book_dir: Path, fresh: bool, kernel: str | None) -> dict:
     from .unlearn.results import has_results
 
     name, parameters, reads = job.spec["chapter"], job.spec["parameters"], job.spec["reads_runs"]
+    if fresh:  # reuse nothing: the results the notebook itself computes go first
+        for path in job.spec["owns"]:
+            shutil.rmtree(path, ignore_errors=True)
     output = book_dir / "book" / "notebooks" / f"{name}.ipynb"
     if reads is not None:  # the runs it reads, by name
         if not any(has_results(run, book_dir) for run in reads.values()):

@@ -91,7 +91,11 @@ def reusable_manifest(out_dir: str | os.PathLike, key: str, precision: str) -> d
     if not manifest_path.exists():
         return None
     manifest = json.loads(manifest_path.read_text())
-    same = manifest.get("key") == key and same_machine_numerics(manifest, precision)
-    if same:
-        print(f"reusing {out_dir}: its key {key} is this run's (same code versions, config and inputs)")
-    return manifest if same else None
+    if manifest.get("key") != key:
+        return None
+    if not same_machine_numerics(manifest, precision):
+        # Retrained under the same key, it would leave results computed from the old weights looking current.
+        raise ValueError(f"{out_dir} holds this run's result (key {key}) computed at another precision or with other "
+                         f"instruction-set variables ({manifest.get('runtime')}); delete it, or run the study with --force")
+    print(f"reusing {out_dir}: its key {key} is this run's (same code versions, config and inputs)")
+    return manifest

@@ -40,7 +40,8 @@ CORE_UNITS: dict[str, tuple[str, tuple[str, ...]]] = {
     "vision": ("vision:VISION_VERSION", ("vision.py",)),
     "pretrain": ("pretrain:PRETRAIN_VERSION", ("pretrain.py",)),
     "unlearn": ("unlearn.run:UNLEARN_VERSION", ("unlearn/run.py", "unlearn/data.py", "unlearn/methods.py", "unlearn/grid.py")),
-    "probe": ("probe.suite:PROBE_VERSION", ("probe/suite.py", "probe/generate.py")),
+    # unlearn/results.py decides which people and references a grid run is probed on (probe_run).
+    "probe": ("probe.suite:PROBE_VERSION", ("probe/suite.py", "probe/generate.py", "unlearn/results.py")),
     "report": ("report:REPORT_VERSION", ("report/figures.py", "report/claims.py", "report/environment.py", "probe/compare.py",
                                          "probe/recall.py", "unlearn/results.py", "adapt.py", "estimate.py")),
 }
@@ -212,6 +213,26 @@ def imported_modules(path: str) -> set[str]:
             candidates += [target / f"{alias.name}.py" for alias in node.names]  # `from . import questions`
             found.update(str(c).removeprefix("./") for c in candidates if (PACKAGE_DIR / c).is_file())
     return found
+
+
+def imported_names(path: str) -> dict[str, str]:
+    """The names a module imports from lvlmu modules, anywhere in it (inside functions too), with the module each
+    comes from: `from .siu import siu_examples` gives siu_examples -> unlearn/siu.py, and `from ..world import
+    questions as Q` gives Q -> world/questions.py."""
+    tree, package = _tree(path), Path(path).parent
+    names = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package
+            for _ in range(node.level - 1):
+                base = base.parent
+            target = base / node.module.replace(".", "/") if node.module else base
+            for alias in node.names:
+                for candidate in (target / f"{alias.name}.py", target.with_suffix(".py"), target / "__init__.py"):
+                    if (PACKAGE_DIR / candidate).is_file():
+                        names[alias.asname or alias.name] = str(candidate).removeprefix("./")
+                        break
+    return names
 
 
 def import_closure(path: str) -> set[str]:

@@ -123,7 +123,9 @@ def test_a_model_computed_in_another_precision_or_instruction_set_is_not_reused(
     assert reusable_manifest(micro_vision_dir, key, MICRO_VISION.precision) is not None
     for changed in ({"precision": "bf16"}, {"isa_variables": {"ATEN_CPU_CAPABILITY": "avx512"}}):
         (tmp_path / "manifest.json").write_text(json.dumps(manifest | {"runtime": manifest["runtime"] | changed}))
-        assert reusable_manifest(tmp_path, key, MICRO_VISION.precision) is None, changed
+        # Not reused, and not silently retrained under the same key either (results built on it would look current).
+        with pytest.raises(ValueError, match="another precision or with other instruction-set variables"):
+            reusable_manifest(tmp_path, key, MICRO_VISION.precision)
 
 
 def test_the_study_command_sets_the_hold_before_torch_is_imported():

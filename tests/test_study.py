@@ -10,7 +10,7 @@ from bs4 import BeautifulSoup
 from lvlmu.io import atomic_directory
 from lvlmu.probe.suite import ProbeConfig
 from lvlmu.engine import run_study
-from lvlmu.study import StudyConfig, done_record, get_profile, profiles
+from lvlmu.study import StudyConfig, get_profile, profiles, recorded
 from lvlmu.tasks import execute_notebook, placeholder_page
 from lvlmu.unlearn.grid import UnlearnGrid
 
@@ -74,9 +74,11 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
     pretrain_page = (html / "book" / "notebooks" / "pretrain.html").read_text()
     assert "Traceback" not in pretrain_page and "<img" in pretrain_page
     # Every job's done-record holds its key, and the failed run's job its failure.
-    for name in EVERY_JOB:
-        assert json.loads((book / done_record("artifacts", name)).read_text())["key"]
-    assert list(json.loads((book / done_record("artifacts", "grid-split-idk")).read_text())["failed"]) == ["split-idk-seed0"]
+    for name in EVERY_JOB:  # one record each, named by its key
+        [path] = recorded(book / "artifacts", name)
+        assert path.name == f"{name}.{json.loads(path.read_text())['key']}.json"
+    [idk] = recorded(book / "artifacts", "grid-split-idk")
+    assert list(json.loads(idk.read_text())["failed"]) == ["split-idk-seed0"]
     unlearned = json.loads((book / "artifacts" / "models" / "unlearned" / "single-siu-person0-seed0" / "manifest.json").read_text())
     assert unlearned["forget_people"] == [first_forget(book)] and unlearned["config"]["images"] == "single"
     compare_page = (html / "book" / "notebooks" / "compare.html").read_text()
@@ -159,7 +161,8 @@ def test_an_unchanged_job_is_skipped_and_a_changed_one_reruns(study_run):
     nb = nbformat.read(book / "book" / "notebooks" / "pretrain.ipynb", as_version=4)
     assert "reusing" in "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     # A missing done-record makes its job run again.
-    (book / done_record("artifacts", "chapter-pretrain")).unlink()
+    [record] = recorded(book / "artifacts", "chapter-pretrain")
+    record.unlink()
     fourth = run_study(CHANGED_STUDY, book_dir=book, build=False, log=lambda *_: None)
     assert {j for j, status in fourth["jobs"].items() if status == "ran"} == {"chapter-pretrain"}
     # Parameters inside the book directory are relative: the rendered book shows no machine paths.
@@ -216,7 +219,8 @@ def test_the_claims_page_reads_its_numbers_from_the_results(study_run):
         summary_path.write_text(json.dumps(data))
         # Results are known by their keys, not their bytes: a hand edit is not news to the engine, so the chapter is
         # asked for by removing its done-record (as `snakemake --forcerun chapter_claims` would).
-        (book / done_record("artifacts", "chapter-claims")).unlink()
+        [record] = recorded(book / "artifacts", "chapter-claims")
+        record.unlink()
         report = run_study(CHANGED_STUDY, book_dir=book, log=lambda *_: None)
         assert report["jobs"]["chapter-claims"] == "ran" and report["jobs"]["grid-split-pubg"] == "cached"
         assert "leak (name or private fact) 43.2% of answers" in page.read_text()
@@ -278,7 +282,7 @@ def test_a_killed_training_leaves_no_temporary_directory_and_no_record(micro_wor
     finally:
         process.kill()
     assert not list(models.glob(".vision*")) and not (models / "vision").exists()
-    assert not (tmp_path / done_record("artifacts", "vision")).exists()
+    assert not recorded(tmp_path / "artifacts", "vision")
 
 
 def test_snakemake_lists_every_job_and_the_cluster_profile_dry_runs(tmp_path):
