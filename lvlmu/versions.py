@@ -199,28 +199,10 @@ def record() -> list[str]:
     return []
 
 
-def imported_modules(path: str) -> set[str]:
-    """The lvlmu modules (paths in the package) that a module imports, directly."""
+def _relative_imports(path: str):
+    """Each name a module imports with a relative `from X import name` (inside functions too), as it is bound, with
+    the package paths it may come from, in order: `name` as a module of X, X itself, X's __init__."""
     tree, package = _tree(path), Path(path).parent
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level:
-            base = package
-            for _ in range(node.level - 1):
-                base = base.parent
-            target = base / node.module.replace(".", "/") if node.module else base
-            candidates = [target.with_suffix(".py"), target / "__init__.py"]
-            candidates += [target / f"{alias.name}.py" for alias in node.names]  # `from . import questions`
-            found.update(str(c).removeprefix("./") for c in candidates if (PACKAGE_DIR / c).is_file())
-    return found
-
-
-def imported_names(path: str) -> dict[str, str]:
-    """The names a module imports from lvlmu modules, anywhere in it (inside functions too), with the module each
-    comes from: `from .siu import siu_examples` gives siu_examples -> unlearn/siu.py, and `from ..world import
-    questions as Q` gives Q -> world/questions.py."""
-    tree, package = _tree(path), Path(path).parent
-    names = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level:
             base = package
@@ -228,11 +210,20 @@ def imported_names(path: str) -> dict[str, str]:
                 base = base.parent
             target = base / node.module.replace(".", "/") if node.module else base
             for alias in node.names:
-                for candidate in (target / f"{alias.name}.py", target.with_suffix(".py"), target / "__init__.py"):
-                    if (PACKAGE_DIR / candidate).is_file():
-                        names[alias.asname or alias.name] = str(candidate).removeprefix("./")
-                        break
-    return names
+                candidates = (target / f"{alias.name}.py", target.with_suffix(".py"), target / "__init__.py")
+                yield alias.asname or alias.name, [str(c).removeprefix("./") for c in candidates if (PACKAGE_DIR / c).is_file()]
+
+
+def imported_modules(path: str) -> set[str]:
+    """The lvlmu modules (paths in the package) that a module imports, directly."""
+    return {module for _, modules in _relative_imports(path) for module in modules}
+
+
+def imported_names(path: str) -> dict[str, str]:
+    """The names a module imports from lvlmu modules, anywhere in it (inside functions too), with the module each
+    comes from: `from .siu import siu_examples` gives siu_examples -> unlearn/siu.py, and `from ..world import
+    questions as Q` gives Q -> world/questions.py."""
+    return {name: modules[0] for name, modules in _relative_imports(path) if modules}
 
 
 def import_closure(path: str) -> set[str]:
