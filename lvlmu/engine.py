@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .study import REPO_DIR, StudyConfig, book_job, config_mapping, done_record, get_profile, grid_runs, jobs, relative
+from .study import REPO_DIR, StudyConfig, book_job, notebook_parameters, done_record, get_profile, grid_runs, jobs, relative
 from .unlearn.methods import METHODS
 
 SNAKEFILE = REPO_DIR / "workflow" / "Snakefile"
@@ -63,7 +63,7 @@ def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = 
         config, settings = apply_profile_config(Path(snakemake_profile), config, settings)
     with study_lock(book_dir) as lock:
         config_file = artifacts / "study-config.json"
-        config_file.write_text(json.dumps({**config_mapping(config), **settings}, indent=1))
+        config_file.write_text(json.dumps({**notebook_parameters(config), **settings}, indent=1))
         plan = jobs(config, artifacts, book_dir, only)
         if build:
             plan["book"] = book_job([j for j in plan.values() if j.kind == "chapter"], book_dir)

@@ -81,11 +81,6 @@ def get_profile(name: str) -> StudyConfig:
     return from_mapping(StudyConfig, yaml.safe_load(path.read_text()), str(path))
 
 
-def config_mapping(config: StudyConfig) -> dict:
-    """A config as JSON types, as Snakemake's config holds it."""
-    return json.loads(json.dumps(asdict(config)))
-
-
 @dataclass(frozen=True)
 class Job:
     """One result of the study: what makes it (`kind` and `spec`, which lvlmu.tasks reads), the jobs it needs, the
@@ -144,7 +139,8 @@ def grid_runs(config: StudyConfig, artifacts: Path) -> dict[str, dict]:
 
 
 def notebook_parameters(config) -> dict:
-    """A config as papermill can inject it: JSON types only (papermill would turn a tuple into its string)."""
+    """A config as JSON types: as papermill injects it (it would turn a tuple into its string) and as Snakemake's config
+    holds it."""
     return json.loads(json.dumps(asdict(config)))
 
 

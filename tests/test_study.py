@@ -263,12 +263,12 @@ def test_a_killed_training_leaves_no_temporary_directory_and_no_record(micro_wor
     import sys
     import time
 
-    from lvlmu.study import config_mapping, jobs
+    from lvlmu.study import notebook_parameters, jobs
 
     shutil.copytree(micro_world.root, tmp_path / "artifacts" / "world")
     study = replace(MICRO_STUDY, vision=replace(MICRO_VISION, epochs=10_000))  # long enough to be killed mid-way
     job = jobs(study, tmp_path / "artifacts", tmp_path)["vision"]
-    command = [sys.executable, "-m", "lvlmu", "task", "vision", "--config", json.dumps(config_mapping(study)), "--key", job.key]
+    command = [sys.executable, "-m", "lvlmu", "task", "vision", "--config", json.dumps(notebook_parameters(study)), "--key", job.key]
     models = tmp_path / "artifacts" / "models"
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
