@@ -94,8 +94,7 @@ class Job:
     sources: tuple[str, ...] = ()  # files outside the results that it reads (their content is in its key)
     threads: int = 1
     gpu: bool = False  # asks for a GPU where the executor has them (the cluster profile)
-    # Among ready jobs, Snakemake starts the higher first: the long single-image grid jobs, then what the grid waits
-    # for, and last the second oracle, which only the probe chapter reads.
+    # Among ready jobs, Snakemake starts the higher first (see PRIORITY).
     priority: int = 1
 
     @property
@@ -151,6 +150,14 @@ CHAPTER_TITLES = {"rerun": "Re-running and adapting the study", "pubg": "PUBG ag
                   "world": "The world", "pretrain": "Pretraining", "probe": "Probing"}
 
 
+# Among ready jobs, Snakemake starts the higher priority first. The base and the oracle, their probes and the
+# single-image references gate the whole grid; the second oracle gates only the probe chapter, but it is the longest
+# job after them, so it starts as soon as a core is free beside the grid (started last, it ran alone on one core for
+# its whole ~15 minutes at the end of the full study while the other core idled); the long single-image grid jobs
+# go before the forget split's, and the chapters come last.
+PRIORITY = {"gate": 3, "second oracle": 2, "single grid": 2, "split grid": 1}
+
+
 def jobs(config: StudyConfig, artifacts: Path, book_dir: Path, only: str | None = None) -> dict[str, Job]:
     """Every job of the study, by name; paths relative to `book_dir`, where the jobs run. `only` (a method) keeps
     the grid jobs of that method alone; the chapters then read whatever results the other runs have."""
@@ -174,13 +181,14 @@ def jobs(config: StudyConfig, artifacts: Path, book_dir: Path, only: str | None 
     for name, pretrain_config in (("base", base_config), ("oracle", oracle_config), ("oracle_seed1", second_config)):
         out.append(Job(name, "pretrain", model_keys[name], {"world_dir": str(world_dir), "vision_dir": str(models / "vision"),
                                                              "out_dir": str(models / name), "config": asdict(pretrain_config)},
-                       needs=("world", "vision"), threads=pretrain_config.threads, gpu=True, priority=0 if name == "oracle_seed1" else 1))
+                       needs=("world", "vision"), threads=pretrain_config.threads, gpu=True,
+                       priority=PRIORITY["second oracle" if name == "oracle_seed1" else "gate"]))
     for name in ("base", "oracle", "oracle_seed1"):
         probes_of = probe_config if name != "oracle_seed1" else ProbeConfig(**{**asdict(probe_config), "metrics": ("truth_ratio",)})
         key = probe_key(probes_of, world, model_keys[name], model_keys["base"])
         out.append(Job(f"probe-{name}", "probe", key, {"world_dir": str(world_dir), "model_dir": str(models / name),
                                                       "results_dir": str(probes / name), "config": asdict(probes_of)},
-                       needs=("world", name, "base"), gpu=True, priority=0 if name == "oracle_seed1" else 1))
+                       needs=("world", name, "base"), gpu=True, priority=PRIORITY["second oracle" if name == "oracle_seed1" else "gate"]))
     # The base and the oracle probed on each single-image person alone: every method's run on that person reads them.
     singles = sorted({run.config.forget for run in config.unlearn.runs() if run.setting == "single"})
     for forget in singles:
@@ -188,7 +196,7 @@ def jobs(config: StudyConfig, artifacts: Path, book_dir: Path, only: str | None 
         out.append(Job(f"reference-{forget.replace(':', '')}", "reference", key,
                        {"world_dir": str(world_dir), "forget": forget, "base_dir": str(base_dir), "oracle_dir": str(oracle_dir),
                         "reference_results_dir": str(probes), "probe_config": probe_parameters},
-                       needs=("world", "base", "oracle"), gpu=True))
+                       needs=("world", "base", "oracle"), gpu=True, priority=PRIORITY["gate"]))
     batches = grid_batches(config)
     if only is not None:
         kept = {run.name for run in config.unlearn.only(only).runs()}
@@ -205,7 +213,7 @@ def jobs(config: StudyConfig, artifacts: Path, book_dir: Path, only: str | None 
                        {"world_dir": str(world_dir), "base_dir": str(base_dir), "oracle_dir": str(oracle_dir),
                         "reference_results_dir": str(probes), "probe_config": probe_parameters, "runs": specs},
                        needs=("world", "base", "oracle", "probe-base", "probe-oracle", *dict.fromkeys(references)),
-                       threads=config.unlearn.threads, gpu=True, priority=2 if runs[0].setting == "single" else 1))
+                       threads=config.unlearn.threads, gpu=True, priority=PRIORITY[f"{runs[0].setting} grid"]))
     out += chapter_jobs(config, a, {job.name: job for job in out}, batches, book_dir)
     named = {job.name: job for job in out}
     return named
