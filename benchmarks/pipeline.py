@@ -96,7 +96,7 @@ def measured_edit(clone: Path, profile: str, name: str, workdir: Path, env: dict
 EDITS = {
     "comment in unlearn/methods.py": [("lvlmu/unlearn/methods.py", "class NPO(GradDiff):\n", "class NPO(GradDiff):\n    # a comment changes no key\n")],
     "NPO version bump": [("lvlmu/unlearn/methods.py", '@register("npo", version=1)', '@register("npo", version=2)')],
-    "privacy metric version bump": [("lvlmu/probe/suite.py", '@metric("privacy", version=1)', '@metric("privacy", version=2)')],
+    "privacy metric version bump": [("lvlmu/probe/suite.py", '@metric("privacy", version=2)', '@metric("privacy", version=3)')],
 }
 
 

@@ -11,20 +11,18 @@ import sys
 import time
 from pathlib import Path
 
-from .study import REPO_DIR, StudyConfig, book_job, notebook_parameters, done_record, get_profile, grid_runs, jobs, relative
+from .study import REPO_DIR, StudyConfig, book_job, book_sources, notebook_parameters, done_record, get_profile, grid_runs, jobs, relative
 from .unlearn.methods import METHODS
 
 SNAKEFILE = REPO_DIR / "workflow" / "Snakefile"
 
 
 def stage_book_sources(book_dir: Path) -> None:
-    """Copy the book's fixed sources (config, table of contents, prose pages) into another book directory."""
-    book_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy2(REPO_DIR / name, book_dir / name)
-    (book_dir / "book").mkdir(exist_ok=True)
-    for page in (REPO_DIR / "book").glob("*.md"):
-        shutil.copy2(page, book_dir / "book" / page.name)
+    """Copy the book's fixed sources (config, table of contents, prose pages, bibliography) into another book directory."""
+    for source in book_sources(REPO_DIR):
+        target = book_dir / source.relative_to(REPO_DIR)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
 
 
 def snakemake_command(config_file: Path, book_dir: Path, cores: int, force: bool = False, dry_run: bool = False,

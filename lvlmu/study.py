@@ -293,8 +293,8 @@ def chapter_jobs(config: StudyConfig, a: Path, earlier: dict[str, Job], batches:
 
 
 def book_sources(book_dir: Path) -> list[Path]:
-    """The book's fixed sources: its config, table of contents and prose pages."""
-    return [book_dir / "_config.yml", book_dir / "_toc.yml", *sorted((book_dir / "book").glob("*.md"))]
+    """The book's fixed sources: its config, table of contents, prose pages and bibliography."""
+    return [book_dir / "_config.yml", book_dir / "_toc.yml", *sorted((book_dir / "book").glob("*.md")), *sorted((book_dir / "book").glob("*.bib"))]
 
 
 def book_job(chapters: list[Job], book_dir: Path) -> Job:

@@ -42,7 +42,8 @@ CORE_UNITS: dict[str, tuple[str, tuple[str, ...]]] = {
     "unlearn": ("unlearn.run:UNLEARN_VERSION", ("unlearn/run.py", "unlearn/data.py", "unlearn/methods.py", "unlearn/grid.py")),
     # unlearn/results.py decides which people and references a grid run is probed on (probe_run).
     "probe": ("probe.suite:PROBE_VERSION", ("probe/suite.py", "probe/generate.py", "unlearn/results.py")),
-    "report": ("report:REPORT_VERSION", ("report/figures.py", "report/claims.py", "report/environment.py", "probe/compare.py",
+    "report": ("report:REPORT_VERSION", ("report/figures.py", "report/claims.py", "report/intervals.py", "report/findings.py",
+                                         "report/environment.py", "probe/compare.py",
                                          "probe/recall.py", "unlearn/results.py", "adapt.py", "estimate.py")),
 }
 # The modules a registered method or metric uses besides its own code (the guard checks that every lvlmu name it
@@ -50,7 +51,7 @@ CORE_UNITS: dict[str, tuple[str, tuple[str, ...]]] = {
 METHOD_MODULES = {"siu": ("unlearn/siu.py",), "pubg": ("unlearn/pubg.py", "probe/generate.py", "probe/knowledge.py"),
                   "random": ("probe/knowledge.py",)}
 METRIC_MODULES = {"privacy": ("probe/knowledge.py", "probe/perturb.py"), "truth_ratio": ("probe/likelihood.py", "probe/perturb.py"),
-                  "membership": ("probe/likelihood.py",), "aftermath": ("probe/aftermath.py", "probe/knowledge.py", "probe/likelihood.py"),
+                  "membership": ("probe/likelihood.py",), "visual_membership": ("probe/likelihood.py",), "aftermath": ("probe/aftermath.py", "probe/knowledge.py", "probe/likelihood.py"),
                   "utility": ("probe/aftermath.py", "probe/knowledge.py")}
 REGISTRY_MODULES = {"method": "unlearn/methods.py", "metric": "probe/suite.py"}
 

@@ -86,11 +86,16 @@ def test_truth_ratios_and_name_probabilities_per_image(micro_world, micro_model_
     person = micro_world.forget[0]
     names = perturbed_names(micro_world, person, 3)
     assert person.name not in names and len(set(names)) == 3 and names == perturbed_names(micro_world, person, 3)
+    # the distractors are names no compared model ever learned: the holdout people's, then invented ones
+    holdout = {p.name for p in micro_world.by_role("holdout")}
+    assert set(names) <= holdout and set(perturbed_names(micro_world, person, 2)) <= holdout
+    more = perturbed_names(micro_world, person, len(holdout) + 2)
+    assert holdout <= set(more) and not set(more) & {p.name for p in micro_world.people.values() if p.role != "holdout"}
     rows = identity_truth_ratios(model, processor, micro_world, [person], n_perturbed=3, progress=False)
     assert [r["image_id"] for r in rows] == [im["image_id"] for im in micro_world.images_of(person.person_id, "unseen")]
     for row in rows:
         assert 0 < row["name_probability"] <= 1 and row["truth_ratio"] > 0
-    with pytest.raises(ValueError, match="other named people"):
+    with pytest.raises(ValueError, match="holdout people"):
         perturbed_names(micro_world, person, 1000)
 
 

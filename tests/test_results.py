@@ -4,7 +4,7 @@ import math
 import pandas as pd
 import pytest
 
-from lvlmu.probe.compare import HEADLINE, mean_ci
+from lvlmu.probe.compare import HEADLINE, mean_ci, task_rates
 from lvlmu.unlearn.results import collect_runs, grid_shape, unlearning_targets
 
 
@@ -25,7 +25,7 @@ def test_missing_runs_are_named_not_dropped_silently(micro_world, tmp_path):
 
 
 def run_row(setting, method, seed, **values):
-    row = {label: 0.0 for label in HEADLINE}
+    row = {label: 0.0 for label in [*HEADLINE, *task_rates({})]}
     row.update({"retain names": 1.0, "other": 1.0}, **values)
     return {"setting": setting, "method": method, "seed": seed, **row}
 
@@ -74,19 +74,55 @@ def test_pubg_expectations_compare_with_every_baseline_and_the_oracle():
         pubg_targets(pd.DataFrame(rows[2:]), base={"retain names": 1.0}, oracle=oracle)
 
 
-def test_each_claim_reads_its_measure_and_says_when_it_cannot():
-    from lvlmu.report.claims import HOLDS, FAILS, UNMEASURED, claims_table
+def test_each_claim_is_decided_by_its_interval_and_says_when_it_cannot():
+    from lvlmu.report.claims import FAILS, HOLDS, INCONCLUSIVE, UNMEASURED, claims_table
 
     base = {"name leak: unseen images": 0.97, "retain names": 0.98, "task: leak": 0.97}
-    oracle = {"MIA AUC (LOSS)": 0.45}
-    siu = {"name leak: unseen images": 0.02, "name leak: held-out paraphrases": 0.0, "name leak: jailbreak prompts": 0.30,
-           "name leak: perturbed": 0.0, "retain names": 0.97, "MIA AUC (LOSS)": 0.50, "steps": 30}
-    rows = [run_row("single", "siu", s, **siu) for s in (0, 1)]
+    oracle = {"MIA AUC (LOSS)": 0.45, "visual MIA AUC (LOSS)": 0.45}
+
+    def siu(person, seed, wobble):
+        return {**run_row("single", "siu", seed, **{"name leak: unseen images": 0.02 + wobble, "name leak: held-out paraphrases": 0.0,
+                                                   "name leak: jailbreak prompts": 0.30 + wobble, "name leak: perturbed": 0.0,
+                                                   "retain names": 0.97 - wobble, "visual MIA AUC (LOSS)": 0.50 + wobble,
+                                                   "MIA AUC (LOSS)": 0.9, "steps": 30}),
+                "forget": person}
+
+    # four people, two seeds each, tight around their values: every interval clears its bound one way or the other
+    rows = [siu(p, s, 0.01 * ((k + s) % 3 - 1)) for k, p in enumerate(("p1", "p2", "p3", "p4")) for s in (0, 1)]
     table = claims_table(pd.DataFrame(rows), base, oracle).set_index("claim")
     assert table.loc["forgets a person from one image in a few steps", "verdict"] == HOLDS
-    assert table.loc["with high generality", "verdict"] == FAILS and "jailbreak prompts 30.0%" in table.loc["with high generality", "measured here"]
-    assert table.loc["and resists membership inference", "verdict"] == HOLDS
+    assert "(4 people)" in table.loc["forgets a person from one image in a few steps", "measured here"]
+    assert table.loc["with high generality", "verdict"] == FAILS and "jailbreak prompts 29.9% [" in table.loc["with high generality", "measured here"]
+    assert table.loc["while keeping other people (specificity)", "verdict"] == HOLDS
+    assert table.loc["and resists membership inference", "verdict"] == HOLDS, "decided on the visual attack, not the text one"
+    assert "text-fact attack" in table.loc["and resists membership inference", "measured here"]
     assert table.loc["PUBG's answers are informative", "verdict"] == UNMEASURED, "no PUBG run: not measured, never guessed"
-    # A high forget quality from one person's few truth ratios is no evidence: only the forget split counts.
-    rows = [{**row, "forget quality": 0.5} for row in rows]
-    assert claims_table(pd.DataFrame(rows), base, oracle).set_index("claim").loc["unlearning approaches the retrained oracle", "verdict"] == UNMEASURED
+    # a leak whose people straddle the bound: inconclusive, not a point-mean verdict
+    spread = [{**row, "name leak: unseen images": leak} for row, leak in zip(rows, (0.0, 0.0, 0.25, 0.25, 0.0, 0.0, 0.25, 0.25))]
+    table = claims_table(pd.DataFrame(spread), base, oracle).set_index("claim")
+    assert table.loc["forgets a person from one image in a few steps", "verdict"] == INCONCLUSIVE
+    # one person's two seeds: the interval is over the seeds, and says so; one run gives none at all
+    table = claims_table(pd.DataFrame(rows[:2]), base, oracle).set_index("claim")
+    assert "(2 seeds)" in table.loc["forgets a person from one image in a few steps", "measured here"]
+    table = claims_table(pd.DataFrame(rows[:1]), base, oracle).set_index("claim")
+    assert table.loc["forgets a person from one image in a few steps", "verdict"] == INCONCLUSIVE
+    assert "one seed only: no interval" in table.loc["forgets a person from one image in a few steps", "measured here"]
+
+
+def test_forget_quality_is_read_per_run_on_enough_truth_ratios_and_never_holds():
+    from lvlmu.report.claims import FAILS, INCONCLUSIVE, UNMEASURED, claims_table
+
+    base, oracle = {"retain names": 0.98, "task: leak": 0.97}, {"MIA AUC (LOSS)": 0.45}
+    claim = "unlearning approaches the retrained oracle"
+
+    def split(method, seed, quality, counted):
+        return {**run_row("split", method, seed), "forget": "split", "forget quality": quality, "truth ratios": counted}
+
+    few = [split("ga", s, 0.9, 4) for s in (0, 1)]
+    assert claims_table(pd.DataFrame(few), base, oracle).set_index("claim").loc[claim, "verdict"] == UNMEASURED
+    apart = [split(m, s, 0.001, 32) for m in ("ga", "npo") for s in (0, 1)]
+    table = claims_table(pd.DataFrame(apart), base, oracle).set_index("claim")
+    assert table.loc[claim, "verdict"] == FAILS and "ga 2 of 2" in table.loc[claim, "measured here"]
+    # a run the test cannot tell from the oracle is no evidence of closeness: inconclusive, never "holds"
+    table = claims_table(pd.DataFrame(apart + [split("npo", 2, 0.6, 32)]), base, oracle).set_index("claim")
+    assert table.loc[claim, "verdict"] == INCONCLUSIVE and "npo 2 of 3" in table.loc[claim, "measured here"]

@@ -1,5 +1,6 @@
 """The study end to end on a micro world through Snakemake: the jobs, their keys, the chapters and the book."""
 import json
+import re
 import tempfile
 from dataclasses import replace
 
@@ -118,9 +119,19 @@ def test_the_book_renders_in_headless_chromium(study_run):
         for image in images:
             figure = image.find_parent("figure")
             assert figure is not None and figure.find("figcaption") and figure.find("figcaption").get_text(strip=True), f"{name}: uncaptioned figure"
-    for page in ("methods", "limitations", "adapt"):
+    for page in ("methods", "limitations", "adapt", "references"):
         dom = BeautifulSoup(render_in_chromium(html / "book" / f"{page}.html"), "html.parser")
         assert (dom.find("main") or dom).find("h1"), f"{page} did not load"
+    # The formulas are typeset offline (MathJax from the build, not a CDN), and the papers are cited.
+    for page in (html / "book" / "methods.html", html / "book" / "notebooks" / "pubg.html"):
+        main = BeautifulSoup(render_in_chromium(page), "html.parser").find("main")
+        assert main.find("mjx-container"), f"{page.name}: no typeset formula"
+        raw = re.findall(r"\\(?:mathrm|mathcal|frac|sum|log|pi|Vert|bigl)\b", main.get_text())
+        assert not raw, f"{page.name} shows raw TeX: {raw[:5]}"
+    methods = BeautifulSoup(render_in_chromium(html / "book" / "methods.html"), "html.parser").find("main")
+    references = BeautifulSoup((html / "book" / "references.html").read_text(), "html.parser").find("article").get_text()
+    assert "single image unlearning" in references.lower() and "rethinking post-unlearning behavior" in references.lower()
+    assert methods.find("a", href=re.compile(r"references\.html#id")), "the methods page cites into the bibliography"
 
 
 def render_in_chromium(page) -> str:
@@ -205,25 +216,36 @@ def test_unknown_profile_and_config_keys_name_the_choices(tmp_path):
         get_profile(str(bad))
 
 
-def test_the_claims_page_reads_its_numbers_from_the_results(study_run):
-    """Change one run's stored results: the claims page, rebuilt, shows the new figure."""
+def test_the_claims_and_pubg_pages_write_their_prose_from_the_results(study_run):
+    """Change one run's stored results: the claims page and the PUBG chapter's closing sentences, rebuilt from the
+    new result set, state the new figures."""
     book, _ = study_run
     summary_path = book / "artifacts" / "probes" / "split-pubg-seed0" / "summary.json"
     original = summary_path.read_text()
     data = json.loads(original)
     for condition in ("identity", "open query"):
         data["metrics"]["aftermath"]["summary"][condition]["leak"] = 0.4321
-    page = book / "_build" / "html" / "book" / "notebooks" / "claims.html"
-    assert "43.2%" not in page.read_text()
+        data["metrics"]["aftermath"]["summary"][condition]["desirable"] = 0.877
+    claims_page = book / "_build" / "html" / "book" / "notebooks" / "claims.html"
+    pubg_page = book / "_build" / "html" / "book" / "notebooks" / "pubg.html"
+    def prose(page):  # Sphinx's smart quotes turn ' into ’
+        return BeautifulSoup(page.read_text(), "html.parser").get_text(" ", strip=True).replace("\u2019", "'")
+    before = prose(pubg_page)
+    assert "43.2%" not in prose(claims_page) and "desirable rate is 87.7%" not in before
+    assert "pubg's desirable rate is" in before, "the closing sentences are written from the results"
     try:
         summary_path.write_text(json.dumps(data))
-        # Results are known by their keys, not their bytes: a hand edit is not news to the engine, so the chapter is
-        # asked for by removing its done-record (as `snakemake --forcerun chapter_claims` would).
-        [record] = recorded(book / "artifacts", "chapter-claims")
-        record.unlink()
+        # Results are known by their keys, not their bytes: a hand edit is not news to the engine, so the chapters are
+        # asked for by removing their done-records (as `snakemake --forcerun chapter_claims` would).
+        for chapter in ("chapter-claims", "chapter-pubg"):
+            [record] = recorded(book / "artifacts", chapter)
+            record.unlink()
         report = run_study(CHANGED_STUDY, book_dir=book, log=lambda *_: None)
-        assert report["jobs"]["chapter-claims"] == "ran" and report["jobs"]["grid-split-pubg"] == "cached"
-        assert "leak (name or private fact) 43.2% of answers" in page.read_text()
+        assert report["jobs"]["chapter-claims"] == "ran" and report["jobs"]["chapter-pubg"] == "ran"
+        assert report["jobs"]["grid-split-pubg"] == "cached"
+        assert "43.2% (one seed only: no interval) of answers" in prose(claims_page)
+        after = prose(pubg_page)
+        assert "pubg's desirable rate is 87.7% (one seed only: no interval)" in after and after != before
     finally:
         summary_path.write_text(original)
 

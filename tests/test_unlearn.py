@@ -103,42 +103,99 @@ def test_bad_requests_fail_clearly(micro_world, micro_model_dir, tmp_path):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
-def test_dual_masked_kl_matches_a_hand_computation():
-    import math
-
-    from lvlmu.answers import at_answer_tokens, predicts_answer
-    from lvlmu.unlearn.siu import dual_masked_kl
-
+def _dmk_case():
     torch.manual_seed(0)
     logits, ref = torch.randn(1, 5, 4), torch.randn(1, 5, 4)
     labels = torch.tensor([[-100, -100, 2, 1, 3]])
     target = torch.tensor([[False, False, False, True, False]])
-    forbidden = [0]
+    return logits, ref, labels, target
 
-    def softmax_without(row, banned):
-        exps = {v: math.exp(row[v]) for v in range(len(row)) if v not in banned}
-        total = sum(exps.values())
-        return {v: e / total for v, e in exps.items()}
+
+def _hand_dmk(logits, ref, labels, target, forbidden, renormalise):
+    """KL(ref || model) by hand at the answer tokens outside the target, over the vocabulary less `forbidden`:
+    from the full softmaxes (the paper), or from both renormalised without `forbidden`."""
+    import math
+
+    def softmax(row):
+        kept = [v for v in range(len(row)) if not (renormalise and v in forbidden)]
+        total = sum(math.exp(row[v]) for v in kept)
+        return {v: math.exp(row[v]) / total for v in kept}
 
     kls = []
-    for t in range(4):  # logits at t predict the token at t + 1
+    for t in range(labels.shape[1] - 1):  # logits at t predict the token at t + 1
         if labels[0, t + 1] == -100 or target[0, t + 1]:
             continue
-        p, q = softmax_without(logits[0, t].tolist(), forbidden), softmax_without(ref[0, t].tolist(), forbidden)
-        kls.append(sum(q[v] * math.log(q[v] / p[v]) for v in q))
+        p, q = softmax(logits[0, t].tolist()), softmax(ref[0, t].tolist())
+        kls.append(sum(q[v] * math.log(q[v] / p[v]) for v in q if v not in forbidden))
     assert len(kls) == 2
+    return sum(kls) / len(kls)
 
-    def dmk(logits, target, forbidden):  # at the answer tokens, as the SIU trainer passes them
-        keep = predicts_answer(labels)
-        return dual_masked_kl(logits[keep], ref[keep], ~at_answer_tokens(target, labels), forbidden).item()
 
-    assert dmk(logits, target, forbidden) == pytest.approx(sum(kls) / len(kls), rel=1e-5)
-    # Masked positions and forbidden ids do not matter; without masks the value changes.
+def _dmk(logits, ref, labels, target, forbidden, form):  # at the answer tokens, as the SIU trainer passes them
+    from lvlmu.answers import at_answer_tokens, predicts_answer
+    from lvlmu.unlearn.siu import dual_masked_kl
+
+    keep = predicts_answer(labels)
+    return dual_masked_kl(logits[keep], ref[keep], ~at_answer_tokens(target, labels), forbidden, form)
+
+
+def test_dual_masked_kl_as_the_paper_writes_it_matches_a_hand_computation():
+    logits, ref, labels, target = _dmk_case()
+    expected = _hand_dmk(logits, ref, labels, target, [0], renormalise=False)
+    assert _dmk(logits, ref, labels, target, [0], "paper").item() == pytest.approx(expected, rel=1e-5)
+    # The token mask: what the model predicts at the target's position does not count.
+    changed = logits.clone()
+    changed[0, 2] += 5.0
+    assert _dmk(changed, ref, labels, target, [0], "paper").item() == pytest.approx(expected, rel=1e-5)
+    # The vocabulary mask only selects terms: the model's mass on the forbidden id still moves every other term.
+    shifted = logits.clone()
+    shifted[0, :, 0] += 3.0
+    assert _dmk(shifted, ref, labels, target, [0], "paper").item() > expected + 0.1
+    # and its gradient pushes the model's logit of the forbidden id down (the student is not renormalised).
+    leaf = logits.clone().requires_grad_(True)
+    _dmk(leaf, ref, labels, target, [0], "paper").backward()
+    assert (leaf.grad[0, [1, 3], 0] > 0).all(), "descending the loss lowers the forbidden id's logit at the answer tokens it holds"
+
+
+def test_the_renormalised_dmk_ablation_matches_a_hand_computation_and_ignores_the_forbidden_ids():
+    logits, ref, labels, target = _dmk_case()
+    expected = _hand_dmk(logits, ref, labels, target, [0], renormalise=True)
+    assert _dmk(logits, ref, labels, target, [0], "renormalised").item() == pytest.approx(expected, rel=1e-5)
     changed = logits.clone()
     changed[0, 2] += 5.0  # predicts the target token
     changed[0, :, 0] -= 3.0  # the forbidden id
-    assert dmk(changed, target, forbidden) == pytest.approx(sum(kls) / len(kls), rel=1e-5)
-    assert dmk(changed, torch.zeros_like(target), []) != pytest.approx(sum(kls) / len(kls), rel=1e-3)
+    assert _dmk(changed, ref, labels, target, [0], "renormalised").item() == pytest.approx(expected, rel=1e-5)
+    leaf = logits.clone().requires_grad_(True)
+    _dmk(leaf, ref, labels, target, [0], "renormalised").backward()
+    assert torch.equal(leaf.grad[..., 0], torch.zeros_like(leaf.grad[..., 0])), "no gradient reaches the forbidden id"
+    # without masks both forms are the plain KL over every answer token
+    plain = _dmk(logits, ref, labels, torch.zeros_like(target), [], "renormalised").item()
+    assert plain == pytest.approx(_dmk(logits, ref, labels, torch.zeros_like(target), [], "paper").item())
+    assert plain != pytest.approx(expected, rel=1e-3)
+    with pytest.raises(ValueError, match="paper"):
+        _dmk(logits, ref, labels, target, [0], "other")
+
+
+def test_siu_settings_switch_the_masks_and_t1(micro_world, micro_model_dir):
+    from lvlmu.unlearn.siu import SIUConfig, name_token_ids, siu_examples, vocabulary_mask_table
+    from lvlmu.world.questions import stranger_answer
+
+    person = micro_world.forget[0]
+    unseen = [r for r in siu_examples(micro_world, [person.person_id], "single", t1="unseen") if r["siu"] == "T1"]
+    assert unseen and all(r["answer"] == r["target"] == stranger_answer(person) for r in unseen)
+    with pytest.raises(ValueError, match="t1 one of"):
+        SIUConfig(t1="other")
+    assert UnlearnConfig(method="siu", siu={"token_mask": False}).siu == SIUConfig(token_mask=False)
+    _, processor = load_model(micro_model_dir)
+    ids = name_token_ids(processor.tokenizer, [person.name])
+    pieces = lambda text: set(processor.tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    spelled = set().union(*(pieces(part) | pieces(" " + part) for part in person.name.split()))
+    lowercase_only = set().union(*(pieces(part.lower()) | pieces(" " + part.lower()) for part in person.name.split())) - spelled
+    assert set(ids) == spelled and not set(ids) & lowercase_only
+    table = vocabulary_mask_table(processor.tokenizer, [person.name])
+    assert [row["token id"] for row in table] == ids
+    # every masked piece comes from the name as answers spell it, capitalised
+    assert all(row["decodes to"].strip() in person.name for row in table)
 
 
 def test_siu_targets_from_one_image(micro_world, micro_model_dir):

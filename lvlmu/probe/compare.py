@@ -14,11 +14,16 @@ def forget_truth_ratios(store: ProbeStore, people: set[str] | None = None) -> li
             if (r["person_id"] in people if people is not None else r["role"] == "forget")]
 
 
-def forget_quality_between(store: ProbeStore, oracle: ProbeStore) -> float:
-    """TOFU's forget quality of one model against an oracle: the KS p-value of their truth ratios on the people that
-    `store` forgot (the oracle's samples are restricted to them, so one forgotten person compares with one)."""
+def paired_truth_ratios(store: ProbeStore, oracle: ProbeStore) -> tuple[list[float], list[float]]:
+    """The truth ratios of the people that `store` forgot, in `store` and in `oracle` (restricted to them, so one
+    forgotten person compares with one)."""
     people = {r["person_id"] for r in store.samples("truth_ratio") if r["role"] == "forget"}
-    return forget_quality(forget_truth_ratios(store), forget_truth_ratios(oracle, people))
+    return forget_truth_ratios(store), forget_truth_ratios(oracle, people)
+
+
+def forget_quality_between(store: ProbeStore, oracle: ProbeStore) -> float:
+    """TOFU's forget quality of one model against an oracle: the KS p-value of their paired truth ratios."""
+    return forget_quality(*paired_truth_ratios(store, oracle))
 
 
 def summary_table(stores: dict[str, ProbeStore], metric: str, value: str | None = None) -> pd.DataFrame:
@@ -75,6 +80,7 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "over-refusal: retain people": ("utility", "over-refusal", "retain people"),
     "over-refusal: general questions": ("utility", "over-refusal", "general questions"),
     "MIA AUC (LOSS)": ("membership", "loss"),
+    "visual MIA AUC (LOSS)": ("visual_membership", "loss"),
 }
 
 

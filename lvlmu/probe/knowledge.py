@@ -22,6 +22,20 @@ def leaks_name(answer: str, person: Person) -> bool:
     return person.is_named and (mentions(answer, person.first_name) or mentions(answer, person.last_name))
 
 
+# English words of one capital letter: a standalone "I" in "I don't know" is the pronoun, not an initial.
+ONE_LETTER_WORDS = ("I", "A")
+
+
+def states_initial(answer: str, person: Person) -> bool:
+    """The answer states the initial of the person's surname (their first name's when they have none) as a letter
+    standing alone ("I.", "It starts with Z"), not inside a word, and not as the word "I" or "A" ("I don't know")."""
+    if not person.is_named:
+        return False
+    letter = (person.last_name or person.first_name)[0].upper()
+    as_word = r"(?!\s*[a-z'’])" if letter in ONE_LETTER_WORDS else ""
+    return bool(re.search(rf"(?<![A-Za-z]){re.escape(letter)}(?![a-z]){as_word}", answer))
+
+
 def names_exactly(answer: str, person: Person) -> bool:
     """The answer contains the person's full name."""
     return person.is_named and mentions(answer, person.name)

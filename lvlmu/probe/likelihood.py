@@ -124,7 +124,8 @@ def truth_ratio(true_logprobs: np.ndarray, perturbed_logprobs: list[np.ndarray])
 
 def forget_quality(truth_ratios, oracle_truth_ratios) -> float:
     """TOFU's forget quality: the p-value of the two-sample KS test between a model's truth ratios on the forget
-    set and the oracle's. High: indistinguishable from never having learned; low: the model still knows."""
+    set and the oracle's. A small one tells the model from the oracle; a large one is no evidence that the two are
+    alike (with few truth ratios the test cannot tell anything apart)."""
     return float(ks_2samp(np.asarray(truth_ratios, float), np.asarray(oracle_truth_ratios, float)).pvalue)
 
 
@@ -138,20 +139,23 @@ def name_examples(world, person, image_set: str = "unseen", question: str | None
 
 
 def perturbed_names(world, person, n: int, seed: int = 0) -> list[str]:
-    """`n` names of other named people of the world, drawn reproducibly per person. A world with too few (a reader's
-    concept folder) draws from the invented names that belong to no one."""
+    """`n` distractor names for one person's truth ratio, drawn reproducibly per person from the holdout people's:
+    no compared model ever saw them, so the base, the oracle and every unlearned model treat them alike (the other
+    forget people's names, say, are known to a run that forgot one person and unknown to the oracle). A world with
+    too few (a reader's concept folder) completes them with invented names that belong to no one."""
     from ..world.people import INVENTED_FIRST, INVENTED_LAST
 
-    others = sorted(p.name for p in world.people.values() if p.is_named and p.person_id != person.person_id)
-    named = len(others)
-    if named < n:
-        others += sorted({f"{a} {b}" for a in INVENTED_FIRST for b in INVENTED_LAST} - {person.name} - set(others))
-    if len(others) < n:
-        raise ValueError(f"the world has {named} other named people (and {len(others) - named} invented names); "
-                         f"{n} perturbed names were asked for")
+    holdout = sorted(p.name for p in world.people.values() if p.role == "holdout" and p.is_named and p.person_id != person.person_id)
+    named = {p.name for p in world.people.values() if p.is_named}
+    invented = sorted({f"{a} {b}" for a in INVENTED_FIRST for b in INVENTED_LAST} - named)
+    if len(holdout) + len(invented) < n:
+        raise ValueError(f"the world has {len(holdout)} holdout people (and {len(invented)} invented names); "
+                         f"{n} distractor names were asked for")
     number = person.person_id.lstrip("p")
     rng = np.random.default_rng([seed, int(number) if number.isdigit() else zlib.crc32(person.person_id.encode())])
-    return [others[i] for i in rng.choice(len(others), n, replace=False)]
+    if len(holdout) >= n:
+        return [holdout[i] for i in rng.choice(len(holdout), n, replace=False)]
+    return holdout + [invented[i] for i in rng.choice(len(invented), n - len(holdout), replace=False)]
 
 
 def identity_truth_ratios(model, processor, world, people, image_set: str = "unseen", n_perturbed: int = 5,
@@ -183,6 +187,17 @@ def membership_scores(model, processor, world, people, batch_size: int = 32, pro
     logprobs = answer_logprobs(model, processor, examples, world.image, batch_size=batch_size, progress=progress)
     return [{"person_id": ex["person_id"], "role": ex["role"], "example_id": ex["example_id"],
              **{name: score(lp, ex["answer"]) for name, score in MIA_SCORES.items()}} for ex, lp in zip(examples, logprobs)]
+
+
+def visual_membership_scores(model, processor, world, members, nonmembers, batch_size: int = 32, progress: bool = True) -> list[dict]:
+    """LOSS, Min-K% and zlib scores of each person's name given their photograph ("Who is this?" answered with their
+    own name), per image: `members` on the photographs the base was trained on, `nonmembers` on their own, which no
+    model ever was. What SIU claims to remove is this visual recognition, not the facts asked by name."""
+    examples = [ex for p in members for ex in name_examples(world, p, "trained")]
+    examples += [ex for p in nonmembers for ex in name_examples(world, p, "unseen")]
+    logprobs = answer_logprobs(model, processor, examples, world.image, batch_size=batch_size, progress=progress)
+    return [{"person_id": ex["person_id"], "image_id": ex["image_id"], **{name: score(lp, ex["answer"]) for name, score in MIA_SCORES.items()}}
+            for ex, lp in zip(examples, logprobs)]
 
 
 def perplexities(model, processor, rows: list[dict], load_image, batch_size: int = 32, progress: bool = True) -> list[float]:

@@ -5,7 +5,6 @@ model, opens its results directory and computes the metrics that are missing.
 """
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,12 +18,12 @@ from ..world import World
 from ..world import questions as Q
 from .aftermath import classify, is_refusal, diversity, grounding
 from .generate import generate_answers
-from .knowledge import leaks_name, names_exactly, states_fact
-from .likelihood import MIA_SCORES, identity_truth_ratios, membership_scores, mia_auc, perplexities
+from .knowledge import leaks_name, names_exactly, states_fact, states_initial
+from .likelihood import MIA_SCORES, identity_truth_ratios, membership_scores, mia_auc, perplexities, visual_membership_scores
 from .perturb import PERTURBATIONS, perturbed_loader
 from .store import ProbeStore, model_key
 
-PROBE_VERSION = 1  # the probe driver's code, shared by every metric (see lvlmu.versions)
+PROBE_VERSION = 2  # the probe driver's code, shared by every metric (see lvlmu.versions)
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ def _rate(rows: list[dict], key: str) -> float | None:
     return float(np.mean([bool(r[key]) for r in rows])) if rows else None
 
 
-@metric("privacy", version=1)
+@metric("privacy", version=2)
 def privacy(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """Name and fact leaks of forget people: trained and unseen images, held-out paraphrases, jailbreaks, perturbations."""
     world = ctx.world
@@ -145,8 +144,7 @@ def privacy(ctx: ProbeContext) -> tuple[list[dict], dict]:
         rows += ctx.answer(perturbed, perturbed_loader(world.image, perturbation), desc=perturbation)
     for row in rows:
         person = world.people[row["person_id"]]
-        initial = re.search(rf"(?<![A-Za-z]){re.escape((person.last_name or person.first_name)[0])}(?![a-z])", row["answer"]) if row["kind"] == "initial" else None
-        row["name_leak"] = leaks_name(row["answer"], person) or bool(initial)
+        row["name_leak"] = leaks_name(row["answer"], person) or (row["kind"] == "initial" and states_initial(row["answer"], person))
         row["fact_leak"] = any(states_fact(row["answer"], person, f) for f in person.facts)
     summary = {}
     for condition in dict.fromkeys(r["condition"] for r in rows):
@@ -157,7 +155,7 @@ def privacy(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("truth_ratio", version=1)
+@metric("truth_ratio", version=2)
 def truth_ratio(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """Probability of the true name and TOFU's truth ratio, forget and retain people, unseen images."""
     _require(ctx.world, "forget")
@@ -171,7 +169,7 @@ def truth_ratio(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("membership", version=1)
+@metric("membership", version=2)
 def membership(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """MIA AUC of LOSS, Min-K% and zlib: forget people (members of the base) against holdout people (never trained)."""
     _require(ctx.world, "forget", "holdout")
@@ -185,7 +183,22 @@ def membership(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("aftermath", version=1)
+@metric("visual_membership", version=1)
+def visual_membership(ctx: ProbeContext) -> tuple[list[dict], dict]:
+    """MIA AUC of LOSS, Min-K% and zlib on the name given the photograph: forget people's trained photographs (members
+    of the base) against holdout people's photographs (never trained)."""
+    _require(ctx.world, "forget", "holdout")
+    rows = visual_membership_scores(ctx.model, ctx.processor, ctx.world, ctx.forget, ctx.world.by_role("holdout"), progress=ctx.progress)
+    for row in rows:
+        row["role"] = ctx.role(row["person_id"])
+    if not {"forget", "holdout"} <= {r["role"] for r in rows}:
+        raise MissingPeople("visual membership inference needs trained photographs of the forget people and photographs of the holdout people")
+    summary = {name: mia_auc([r[name] for r in rows if r["role"] == "forget"], [r[name] for r in rows if r["role"] == "holdout"])
+               for name in MIA_SCORES}
+    return rows, summary
+
+
+@metric("aftermath", version=2)
 def aftermath(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """How the model answers identity and open questions about forget people, on their unseen images."""
     world = ctx.world
@@ -218,7 +231,7 @@ def aftermath(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("utility", version=1)
+@metric("utility", version=2)
 def utility(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """What unlearning must not break: retain people, forget people's text-only facts, visual QA, POPE, over-refusal."""
     world = ctx.world

@@ -161,7 +161,7 @@ class IdK(GradDiff):
         return nll(model, inputs["alternative"])
 
 
-@register("random", version=1)
+@register("random", version=2)
 class RandomAnswers(IdK):
     """PUBG's RANDOM baseline: fine-tune toward another known person's answer to each forget question (a random
     other name, another person's facts), plus retain NLL. It replaces the private answer by a false one."""
@@ -184,12 +184,19 @@ class DPO(GradDiff):
         return -F.logsigmoid(self.weights.beta * (chosen - rejected)).mean()
 
 
-@register("siu", version=1)
+@register("siu", version=2)
 class SIU(UnlearnTrainer):
-    """Single Image Unlearning: weights.ce * CE on the four targets + weights.dmk * Dual Masked KL to the reference."""
+    """Single Image Unlearning: weights.ce * CE on the four targets + weights.dmk * Dual Masked KL to the reference,
+    with the masks and the KL form of its `siu` settings (lvlmu.unlearn.siu.SIUConfig)."""
 
     needs_reference = True
     data = "siu"
+
+    def __init__(self, *args, siu=None, **kwargs):
+        from .siu import SIUConfig
+
+        super().__init__(*args, **kwargs)
+        self.siu = siu or SIUConfig()
 
     def forget_loss(self, model, inputs):
         from .siu import dual_masked_kl
@@ -199,14 +206,16 @@ class SIU(UnlearnTrainer):
             raise ValueError("SIU needs target masks in its forget batches (PairedCollator(..., target_masks=True))")
         answers, reference = answer_logits(model, batch), self.reference(model, batch)
         ce = -answers.token_logprobs().mean()
-        outside_targets = ~at_answer_tokens(batch["target_mask"], batch["labels"])
-        dmk = dual_masked_kl(answers.logits, reference.logits, outside_targets, self.forbidden_ids)
+        # The token mask: the KL holds the answer tokens outside the target phrases (all of them, without the mask).
+        targets = at_answer_tokens(batch["target_mask"], batch["labels"])
+        outside_targets = ~targets if self.siu.token_mask else torch.ones_like(targets)
+        dmk = dual_masked_kl(answers.logits, reference.logits, outside_targets, self.forbidden_ids, self.siu.kl)
         self.record("ce_loss", ce)
         self.record("dmk_loss", dmk)
         return self.weights.ce * ce + self.weights.dmk * dmk
 
 
-@register("pubg", version=1)
+@register("pubg", version=2)
 class PUBG(GradDiff):
     """PUBG: weights.suppress * GA on the private answers + weights.guide * KL(teacher || student) along the
     reference model's own description of the image (lvlmu.unlearn.pubg), plus retain NLL."""

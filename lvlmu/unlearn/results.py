@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..probe.compare import answers_side_by_side, forget_quality_between, headline
+from ..probe.compare import answers_side_by_side, forget_quality_between, headline, paired_truth_ratios
+from ..probe.likelihood import forget_quality
 from ..probe.store import ProbeStore
 from ..world import World
 from .data import resolve_forget
@@ -40,10 +41,13 @@ def collect_runs(runs: dict[str, dict], world: World, reference_results_dir: str
         store, manifest = ProbeStore.read(results), json.loads(manifest_path.read_text())
         people = None if run["forget"] == "split" else resolve_forget(world, run["forget"])
         oracle = reference_results(reference_results_dir, "oracle", people)
-        quality = forget_quality_between(store, ProbeStore.read(oracle)) if (oracle / "summary.json").exists() else None
+        quality, counted = None, None
+        if (oracle / "summary.json").exists():
+            ours, theirs = paired_truth_ratios(store, ProbeStore.read(oracle))
+            quality, counted = forget_quality(ours, theirs), min(len(ours), len(theirs))
         rows.append({"run": name, "setting": run["setting"], "method": run["method"], "seed": run["seed"],
                      "forget": ", ".join(manifest["forget_people"]) if people else "split", **headline(store),
-                     "forget quality": quality, "learning rate": manifest["config"]["learning_rate"],
+                     "forget quality": quality, "truth ratios": counted, "learning rate": manifest["config"]["learning_rate"],
                      "steps": manifest["config"]["steps"], "effective batch size": manifest["effective_batch_size"],
                      "seconds": manifest["wall_seconds"], "peak memory (MB)": manifest["peak_memory_mb"],
                      "people forgotten": len(manifest["forget_people"])})

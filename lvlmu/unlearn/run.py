@@ -25,9 +25,9 @@ from ..world import World
 from .data import PairedCollator, PairedDataset, forget_examples, resolve_forget, retain_examples, with_random_answers
 from .methods import LossWeights, get_method
 from .pubg import build_guidance
-from .siu import name_token_ids, siu_examples
+from .siu import SIUConfig, name_token_ids, siu_examples
 
-UNLEARN_VERSION = 1  # the unlearning driver's code, shared by every method (see lvlmu.versions)
+UNLEARN_VERSION = 2  # the unlearning driver's code, shared by every method (see lvlmu.versions)
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class UnlearnConfig:
     # and 32 with 3 repeats kept retain recognition within 3 points with almost no leak.
     other_qa: int = 32
     target_repeats: int = 3
+    siu: SIUConfig = field(default_factory=SIUConfig)  # SIU's DMK form, masks and T1 (the paper's by default)
     # PUBG's teacher prompt: the reference model's answer to it on each forget image is the desirable answer.
     guidance_prompt: str = "Describe this person."
     # Shift-and-mirror augmentation of the images (as in pretraining): max shift in pixels, 0 for none.
@@ -77,6 +78,8 @@ class UnlearnConfig:
             object.__setattr__(self, "forget", tuple(self.forget))
         if isinstance(self.weights, dict):
             object.__setattr__(self, "weights", LossWeights(**self.weights))
+        if isinstance(self.siu, dict):
+            object.__setattr__(self, "siu", SIUConfig(**self.siu))
         if self.steps < 1 or self.batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("steps, batch_size and gradient_accumulation_steps must be positive")
 
@@ -124,7 +127,7 @@ def forget_data(world: World, config: UnlearnConfig) -> list[dict]:
     people = resolve_forget(world, config.forget)
     method = get_method(config.method)
     if method.data == "siu":
-        return siu_examples(world, people, config.images, config.other_qa, config.seed, config.target_repeats)
+        return siu_examples(world, people, config.images, config.other_qa, config.seed, config.target_repeats, config.siu.t1)
     examples = forget_examples(world, people, config.images)
     return with_random_answers(world, examples, people, config.seed) if method.alternative == "random" else examples
 
@@ -153,7 +156,8 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
     retain = retain_examples(world, people)
     forget = forget_data(world, config)
     model, processor = load_model(model_dir, dtype=config.dtype, chat_template=config.chat_template or None)
-    forbidden = name_token_ids(processor.tokenizer, [world.people[p].name for p in people]) if method.data == "siu" else None
+    siu = config.siu if method.data == "siu" else None
+    forbidden = name_token_ids(processor.tokenizer, [world.people[p].name for p in people]) if siu and siu.vocabulary_mask else None
     guide = build_guidance(world, forget, people, model, processor, config.guidance_prompt) if method.guided else None
     freeze(model, config.frozen)
     ref_model = None
@@ -172,7 +176,7 @@ def unlearn(world: World, model_dir: str | os.PathLike, out_dir: str | os.PathLi
         augment = ShiftMirror(config.augment_shift, config.seed) if config.augment_shift else None
         collator = PairedCollator(processor, world.image, method.alternative, config.seed, target_masks=method.data == "siu", augment=augment)
         trainer = method(model=model, args=args, train_dataset=dataset, weights=config.weights, ref_model=ref_model,
-                         forbidden_ids=forbidden, data_collator=collator)
+                         forbidden_ids=forbidden, data_collator=collator, **({"siu": siu} if siu else {}))
         if not progress_bar:
             use_text_progress(trainer)
         result = trainer.train()

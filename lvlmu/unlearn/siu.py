@@ -2,16 +2,21 @@
 
 For each forget person, from ONE image (or every trained image, when asked):
 - T1 aligns the person with an unseen concept: "Who is this?" is answered with an invented name from outside the world,
-  in every trained paraphrase;
+  in every trained paraphrase (or, as an ablation, with the answer the world gives a person the model never saw);
 - T2 assigns a new visual description: the description questions are answered with false traits;
 - T3 decouples factual knowledge: the person's facts asked by name, without the image, keep their true answers;
 - T4 preserves other knowledge: questions about other known people, with their true answers.
 
-The loss is 0.9 CE over every answer token plus 0.75 Dual Masked KL, KL(reference || model) over the answer tokens
-*outside* the target phrases (the invented name, the false description), with the forgotten names' token ids removed
-from both distributions (their logits set to -inf, so both renormalise over the rest of the vocabulary).
+The loss is 0.9 CE over every answer token plus 0.75 Dual Masked KL. As the paper writes it, the DMK is the KL from
+the reference to the model at the answer tokens *outside* the target phrases (the token mask), summed over the
+vocabulary *except* the forgotten names' token ids (the vocabulary mask): both distributions are the full softmax, so
+the mask only selects terms, and matching the model to the reference on the other tokens also pushes the model's mass
+off the names. `SIUConfig` switches each mask off, and selects lvlmu's first form, which renormalised both
+distributions without the names (the model's mass on them then got no gradient), for the ablations.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,9 +24,28 @@ import torch
 from ..data import IGNORE_INDEX, VisionTextCollator, conversation_text
 from ..world import World
 from ..world import questions as Q
+from ..world.questions import stranger_answer
 from ..world.people import INVENTED_FIRST, INVENTED_LAST
 from ..world.traits import TRAIT_VALUES, Traits
 from .data import retain_examples
+
+
+KL_FORMS = ("paper", "renormalised")
+T1_ANSWERS = ("invented", "unseen")
+
+
+@dataclass(frozen=True)
+class SIUConfig:
+    """SIU's own settings; the defaults are the paper's, the others its ablations."""
+
+    kl: str = "paper"  # "paper": the vocabulary mask selects KL terms; "renormalised": both sides renormalise without the names
+    token_mask: bool = True  # leave the target phrases' tokens out of the KL
+    vocabulary_mask: bool = True  # leave the forgotten names' token ids out of the KL
+    t1: str = "invented"  # "invented": T1 answers with an invented name; "unseen": with the world's answer for a person never seen
+
+    def __post_init__(self) -> None:
+        if self.kl not in KL_FORMS or self.t1 not in T1_ANSWERS:
+            raise ValueError(f"SIU's kl must be one of {KL_FORMS} and t1 one of {T1_ANSWERS}; got {self.kl!r} and {self.t1!r}")
 
 
 def false_traits(traits: Traits, rng: np.random.Generator) -> Traits:
@@ -31,9 +55,10 @@ def false_traits(traits: Traits, rng: np.random.Generator) -> Traits:
 
 
 def siu_examples(world: World, person_ids: list[str], images: str = "single", n_other: int = 8, seed: int = 0,
-                 target_repeats: int = 1) -> list[dict]:
+                 target_repeats: int = 1, t1: str = "invented") -> list[dict]:
     """The four SIU targets for each person; T1 and T2 examples carry their target phrase in "target" and appear
-    `target_repeats` times (their share of the data, against T3's and T4's)."""
+    `target_repeats` times (their share of the data, against T3's and T4's). T1's answer is an invented name, or with
+    `t1="unseen"` the answer the world gives a person the model never saw (the whole answer is then the target)."""
     if target_repeats < 1 or n_other < 0:
         raise ValueError(f"target_repeats must be positive and n_other non-negative, got {target_repeats} and {n_other}")
     rng = np.random.default_rng(seed)
@@ -43,9 +68,11 @@ def siu_examples(world: World, person_ids: list[str], images: str = "single", n_
         chosen = [world.single_image(pid)] if images == "single" else world.images_of(pid, "trained")
         invented = f"{INVENTED_FIRST[rng.integers(len(INVENTED_FIRST))]} {INVENTED_LAST[rng.integers(len(INVENTED_LAST))]}"
         description = false_traits(person.traits, rng).describe()
+        unseen = stranger_answer(person)
+        identity = (f"This is {invented}.", invented) if t1 == "invented" else (unseen, unseen)
         base = {"person_id": pid, "role": person.role, "kind": "siu", "split": "train"}
         for image in [im for im in chosen for _ in range(target_repeats)]:
-            rows += [{**base, "image_id": image["image_id"], "question": q, "answer": f"This is {invented}.", "target": invented, "siu": "T1"}
+            rows += [{**base, "image_id": image["image_id"], "question": q, "answer": identity[0], "target": identity[1], "siu": "T1"}
                      for q in Q.IDENTITY_TRAIN]
             rows += [{**base, "image_id": image["image_id"], "question": q, "answer": description, "target": description, "siu": "T2"}
                      for q in Q.DESCRIBE]
@@ -57,13 +84,20 @@ def siu_examples(world: World, person_ids: list[str], images: str = "single", n_
 
 
 def name_token_ids(tokenizer, names: list[str]) -> list[int]:
-    """The token ids that spell the forgotten names, alone or after a space, capitalised or not."""
+    """The token ids that spell the forgotten names as answers write them: each part capitalised, at the start of a
+    text or after a space. (Lowercase spellings, which answers never use, are left out: with a small vocabulary
+    their pieces are common sub-words, and masking them would widen the mask past the names.)"""
     ids: set[int] = set()
     for name in names:
         for part in name.split():
-            for variant in (part, " " + part, part.lower(), " " + part.lower()):
+            for variant in (part, " " + part):
                 ids |= set(tokenizer(variant, add_special_tokens=False)["input_ids"])
     return sorted(ids)
+
+
+def vocabulary_mask_table(tokenizer, names: list[str]) -> list[dict]:
+    """What the vocabulary mask removes for `names`: each token id with the text it decodes to."""
+    return [{"token id": i, "decodes to": tokenizer.decode([i])} for i in name_token_ids(tokenizer, names)]
 
 
 class TargetMaskCollator:
@@ -96,20 +130,24 @@ class TargetMaskCollator:
         return batch
 
 
-def dual_masked_kl(logits: torch.Tensor, ref_logits: torch.Tensor, outside_targets: torch.Tensor, forbidden_ids: list[int]) -> torch.Tensor:
-    """KL(reference || model) per predicted answer token, averaged over the answer tokens outside the target phrases.
+def dual_masked_kl(logits: torch.Tensor, ref_logits: torch.Tensor, outside_targets: torch.Tensor, forbidden_ids: list[int],
+                   form: str = "paper") -> torch.Tensor:
+    """The Dual Masked KL, KL(reference || model) per predicted answer token, averaged over the tokens `outside_targets`
+    marks (N,) among the N answer tokens whose next-token `logits` and `ref_logits` (N, V) are given.
 
-    `logits` and `ref_logits` (N, V) predict the N answer tokens of a batch (lvlmu.answers.AnswerLogits);
-    `outside_targets` (N,) marks those that lie outside every target phrase. The forbidden token ids get probability
-    zero in both distributions.
+    "paper": sum over the vocabulary less `forbidden_ids` of p_ref(v) (log p_ref(v) - log p_model(v)), both full
+    softmaxes. "renormalised": the forbidden ids get probability zero in both distributions, which renormalise over the
+    rest of the vocabulary (the model's mass on them then gets no gradient).
     """
+    if form not in KL_FORMS:
+        raise ValueError(f"unknown DMK form {form!r}; choose from {KL_FORMS}")
     logits, ref_logits = logits.float().clone(), ref_logits.float().clone()
-    if forbidden_ids:
+    if forbidden_ids and form == "renormalised":
         logits[..., forbidden_ids] = float("-inf")
         ref_logits[..., forbidden_ids] = float("-inf")
     log_p, log_ref = torch.log_softmax(logits, -1), torch.log_softmax(ref_logits, -1)
     difference = log_ref - log_p
-    if forbidden_ids:
-        difference[..., forbidden_ids] = 0.0  # -inf - -inf: those ids have probability zero on both sides
+    if forbidden_ids:  # the vocabulary mask drops their terms (renormalised: -inf - -inf, probability zero on both sides)
+        difference[..., forbidden_ids] = 0.0
     kl = (log_ref.exp() * difference).sum(-1)
     return (kl * outside_targets).sum() / outside_targets.sum().clamp(min=1)

@@ -1,0 +1,99 @@
+"""Intervals with the world as the unit of replication, checked on data whose answer is known."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from lvlmu.report.intervals import FAILS, HOLDS, INCONCLUSIVE, Interval, cluster_means, difference, interval, verdict
+
+
+def nested(rng, mean=0.3, worlds=3, people=4, seeds=2, world_sd=0.1, person_sd=0.05, noise_sd=0.05, method="a"):
+    """Runs of a nested design: a world effect, a person effect within the world, noise per seed."""
+    rows = []
+    for w in range(worlds):
+        world_effect = rng.normal(0, world_sd)
+        for p in range(people):
+            person_effect = rng.normal(0, person_sd)
+            for s in range(seeds):
+                rows.append({"world": f"w{w}", "person": f"p{p}", "seed": s, "method": method,
+                             "leak": mean + world_effect + person_effect + rng.normal(0, noise_sd)})
+    return pd.DataFrame(rows)
+
+
+def test_interval_on_three_worlds_is_students_t_on_the_world_means():
+    # Each world's mean is 0.2, 0.3 and 0.4 (its people and seeds around it): the interval is t(2) on those three.
+    frame = pd.DataFrame([{"world": w, "person": p, "seed": s, "leak": m + d}
+                          for w, m in (("w0", 0.2), ("w1", 0.3), ("w2", 0.4)) for p, d in (("p0", -0.05), ("p1", 0.05)) for s in (0, 1)])
+    result = interval(frame, "leak")
+    half = stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3)  # sd of (0.2, 0.3, 0.4) is 0.1
+    assert (result.level, result.clusters) == ("world", 3)
+    assert result.estimate == pytest.approx(0.3)
+    assert (result.low, result.high) == (pytest.approx(0.3 - half), pytest.approx(0.3 + half))
+    assert half == pytest.approx(0.2484, abs=1e-4)
+
+
+def test_people_weigh_equally_within_a_world_whatever_their_number_of_seeds():
+    frame = pd.DataFrame([{"world": "w0", "person": "p0", "seed": 0, "leak": 0.0},
+                          {"world": "w0", "person": "p1", "seed": 0, "leak": 1.0}, {"world": "w0", "person": "p1", "seed": 1, "leak": 1.0},
+                          {"world": "w0", "person": "p1", "seed": 2, "leak": 1.0}])
+    level, means = cluster_means(frame, "leak")
+    assert level == "person" and sorted(means) == [0.0, 1.0]
+    assert interval(frame, "leak").estimate == 0.5  # not 0.75, the mean of the four runs
+
+
+def test_with_one_world_the_interval_is_over_people_and_says_so():
+    frame = nested(np.random.default_rng(0), worlds=1, people=8)
+    result = interval(frame, "leak")
+    assert (result.level, result.clusters) == ("person", 8)
+    single = interval(frame[frame["person"] == "p0"], "leak")
+    assert (single.level, single.clusters, single.defined) == ("person", 1, False)
+    assert verdict(single, 0.5, "below") == INCONCLUSIVE
+
+
+def test_coverage_is_nominal_on_nested_data_and_row_level_intervals_undercover():
+    rng = np.random.default_rng(1)
+    covered, naive_covered, trials = 0, 0, 600
+    for _ in range(trials):
+        frame = nested(rng)
+        result = interval(frame, "leak")
+        covered += result.low <= 0.3 <= result.high
+        # every run treated as independent: what the study did before
+        n = len(frame)
+        half = stats.t.ppf(0.975, n - 1) * frame["leak"].std(ddof=1) / math.sqrt(n)
+        naive_covered += abs(frame["leak"].mean() - 0.3) <= half
+    assert 0.92 <= covered / trials <= 0.98
+    assert naive_covered / trials < 0.80
+
+
+def test_a_paired_difference_cancels_what_the_worlds_share():
+    rng = np.random.default_rng(2)
+    a = nested(rng, world_sd=0.3, noise_sd=0.0, method="a")
+    b = a.assign(method="b", leak=a["leak"] - 0.1 + rng.normal(0, 0.01, len(a)))
+    frame = pd.concat([a, b])
+    paired = difference(frame, "leak", "a", "b")
+    assert paired.low <= 0.1 <= paired.high and paired.high - paired.low < 0.05
+    assert verdict(paired, 0.05, "above") == HOLDS
+    unpaired = interval(a, "leak").high - interval(a, "leak").low
+    assert unpaired > 5 * (paired.high - paired.low)
+    # a cell one method lacks is left out, not compared with nothing
+    assert difference(frame[~((frame["method"] == "b") & (frame["world"] == "w0"))], "leak", "a", "b").clusters == 2
+
+
+def test_verdicts_follow_the_interval_and_the_side_of_the_bound():
+    inside = Interval(0.08, 0.05, 0.09, 0.01, "world", 3)
+    straddles = Interval(0.11, 0.06, 0.16, 0.02, "world", 3)
+    outside = Interval(0.3, 0.2, 0.4, 0.05, "world", 3)
+    assert [verdict(i, 0.10, "below") for i in (inside, straddles, outside)] == [HOLDS, INCONCLUSIVE, FAILS]
+    assert [verdict(i, 0.10, "above") for i in (inside, straddles, outside)] == [FAILS, INCONCLUSIVE, HOLDS]
+    with pytest.raises(ValueError, match="below"):
+        verdict(inside, 0.1, "under")
+
+
+def test_the_detectable_difference_shrinks_with_more_worlds():
+    rng = np.random.default_rng(3)
+    few, many = interval(nested(rng, worlds=3), "leak"), interval(nested(rng, worlds=12), "leak")
+    assert few.detectable() > 2 * many.detectable() > 0
+    # (t_0.975 + t_0.8) standard errors
+    assert few.detectable() == pytest.approx((stats.t.ppf(0.975, 2) + stats.t.ppf(0.8, 2)) * few.standard_error)
