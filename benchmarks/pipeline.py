@@ -119,7 +119,7 @@ def main() -> None:
     first = timed_make(clone, args.profile, workdir / "first.log", env)
     done = records(clone)
     second = timed_make(clone, args.profile, workdir / "second.log", env)
-    runtime = json.loads((clone / "artifacts" / "models" / "base" / "manifest.json").read_text()).get("runtime", {})
+    runtime = json.loads((next((clone / "artifacts").glob("w*/models/base/manifest.json"))).read_text()).get("runtime", {})
     first_target, second_target = TARGETS[args.profile]
     record = {"profile": args.profile, "commit": commit, "cpu_count": os.cpu_count(), "python": platform.python_version(),
               "date": time.strftime("%Y-%m-%d"), "fresh_clone_seconds": round(first), "fresh_clone_target_seconds": first_target,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import get_type_hints
 
@@ -40,13 +40,35 @@ class StudyConfig:
     eval_max_per_group: int = 200
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     unlearn: UnlearnGrid = field(default_factory=UnlearnGrid)
+    # The reporting worlds, by seed: each a world of its own people and photographs (`world` gives their sizes), with
+    # its own base model and oracle; the world is the unit of replication. `world.seed` is the tuning world's: the
+    # vision tower is trained there once and shared by every world (as LLaVA models share CLIP), and no result of it
+    # is reported.
+    worlds: tuple[int, ...] = (1, 2, 3)
     # "method": one job per method and setting runs its seeds and people in one process (on two cores, a process per
     # run would spend 10 s on imports for each of the grid's 141 runs); "run": one job per run, as a cluster wants.
     grid_jobs: str = "method"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "worlds", tuple(self.worlds))
         if self.grid_jobs not in GRID_JOBS:
             raise ValueError(f"grid_jobs={self.grid_jobs!r}; choose from {list(GRID_JOBS)}")
+        if not self.worlds or len(set(self.worlds)) != len(self.worlds):
+            raise ValueError(f"worlds={list(self.worlds)}: give one or more distinct world seeds")
+        if self.unlearn.single_people > self.world.n_forget:
+            raise ValueError(f"unlearn.single_people={self.unlearn.single_people}, but each world has {self.world.n_forget} forget people")
+        if self.world.seed in self.worlds:
+            raise ValueError(f"world {self.world.seed} is the tuning world (world.seed) and cannot also report results; "
+                             f"the reporting worlds are {list(self.worlds)}")
+
+    def world_config(self, seed: int) -> WorldConfig:
+        """The world of `seed`: the study's sizes, its own people and photographs."""
+        return replace(self.world, seed=seed)
+
+
+def world_label(seed: int) -> str:
+    """How jobs, runs and folders name a world: "w1"."""
+    return f"w{seed}"
 
 
 def from_mapping(cls, data: dict | None, where: str = "the study config"):
@@ -120,21 +142,41 @@ def relative(path: Path, root: Path) -> Path:
     return Path(os.path.relpath(path, root)) if path.is_relative_to(root) else path
 
 
-def grid_batches(config: StudyConfig) -> dict[str, list[UnlearnRun]]:
-    """The grid's runs by job: one per method and setting, or one per run."""
-    batches: dict[str, list[UnlearnRun]] = {}
-    for run in config.unlearn.runs():
-        name = run.name if config.grid_jobs == "run" else f"{run.setting}-{run.label}"
-        batches.setdefault(f"grid-{name}", []).append(run)
+def grid_batches(config: StudyConfig) -> dict[str, list[tuple[str, UnlearnRun]]]:
+    """The grid's runs by job, each with its world's label: one job per world, method and setting, or one per run."""
+    batches: dict[str, list[tuple[str, UnlearnRun]]] = {}
+    for label in map(world_label, config.worlds):
+        for run in config.unlearn.runs():
+            name = run.name if config.grid_jobs == "run" else f"{run.setting}-{run.label}"
+            batches.setdefault(f"{label}-grid-{name}", []).append((label, run))
     return batches
 
 
+def world_dirs(a: Path, label: str) -> dict[str, Path]:
+    """Where a world's files lie: its people and photographs, its models and its probes."""
+    return {"world": a / label / "world", "models": a / label / "models", "probes": a / label / "probes"}
+
+
 def grid_runs(config: StudyConfig, artifacts: Path) -> dict[str, dict]:
-    """Each run of the grid as the chapters read it: setting, method, seed, forget, and where its model and results lie."""
-    models, probes = artifacts / "models", artifacts / "probes"
-    return {run.name: {"setting": run.setting, "method": run.label, "seed": run.config.seed, "forget": run.config.forget,
-                       "model_dir": str(models / "unlearned" / run.name), "results_dir": str(probes / run.name)}
-            for run in config.unlearn.runs()}
+    """Each run of the grid as the chapters read it: its world, setting, method, seed, forget, and where its model and
+    results lie."""
+    out = {}
+    for label in map(world_label, config.worlds):
+        d = world_dirs(artifacts, label)
+        for run in config.unlearn.runs():
+            out[f"{label}-{run.name}"] = {"world": label, "setting": run.setting, "method": run.label, "seed": run.config.seed,
+                                          "forget": run.config.forget, "model_dir": str(d["models"] / "unlearned" / run.name),
+                                          "results_dir": str(d["probes"] / run.name)}
+    return out
+
+
+def chapter_worlds(config: StudyConfig, artifacts: Path) -> dict[str, dict]:
+    """Each reporting world as the chapters read it: where its world, its oracle and its reference probes lie."""
+    out = {}
+    for label in map(world_label, config.worlds):
+        d = world_dirs(artifacts, label)
+        out[label] = {"world_dir": str(d["world"]), "reference_results_dir": str(d["probes"]), "oracle_dir": str(d["models"] / "oracle")}
+    return out
 
 
 def notebook_parameters(config) -> dict:
@@ -162,114 +204,144 @@ def jobs(config: StudyConfig, artifacts: Path, book_dir: Path, only: str | None 
     """Every job of the study, by name; paths relative to `book_dir`, where the jobs run. `only` (a method) keeps
     the grid jobs of that method alone; the chapters then read whatever results the other runs have."""
     a = relative(artifacts, book_dir)
-    world_dir, models, probes = a / "world", a / "models", a / "probes"
-    base_dir, oracle_dir = models / "base", models / "oracle"
-    world = world_key(config.world)
-    vision = vision_key(config.vision, world)
-    base_config = PretrainConfig(**{**asdict(config.pretrain), "exclude_roles": ()})
-    oracle_config = PretrainConfig(**{**asdict(config.pretrain), "exclude_roles": ("forget",)})
-    second_config = PretrainConfig(**{**asdict(oracle_config), "seed": 1})
-    model_keys = {name: pretrain_key(c, world, vision) for name, c in (("base", base_config), ("oracle", oracle_config), ("oracle_seed1", second_config))}
-    probe_parameters = notebook_parameters(config.probe)
-    probe_config = study_probe_config(probe_parameters, str(base_dir))
-
+    tuning = world_label(config.world.seed)
+    tuning_dir = world_dirs(a, tuning)["world"]
+    vision_dir = a / "models" / "vision"
+    vision = vision_key(config.vision, world_key(config.world))
     out: list[Job] = [
-        Job("world", "world", world, {"world_dir": str(world_dir), "config": asdict(config.world)}),
-        Job("vision", "vision", vision, {"world_dir": str(world_dir), "out_dir": str(models / "vision"), "config": asdict(config.vision)},
-            needs=("world",), threads=config.vision.threads, gpu=True),
+        Job(f"{tuning}-world", "world", world_key(config.world), {"world_dir": str(tuning_dir), "config": asdict(config.world)}),
+        Job("vision", "vision", vision, {"world_dir": str(tuning_dir), "out_dir": str(vision_dir), "config": asdict(config.vision)},
+            needs=(f"{tuning}-world",), threads=config.vision.threads, gpu=True, priority=PRIORITY["gate"]),
     ]
-    for name, pretrain_config in (("base", base_config), ("oracle", oracle_config), ("oracle_seed1", second_config)):
-        out.append(Job(name, "pretrain", model_keys[name], {"world_dir": str(world_dir), "vision_dir": str(models / "vision"),
-                                                             "out_dir": str(models / name), "config": asdict(pretrain_config)},
-                       needs=("world", "vision"), threads=pretrain_config.threads, gpu=True,
-                       priority=PRIORITY["second oracle" if name == "oracle_seed1" else "gate"]))
-    for name in ("base", "oracle", "oracle_seed1"):
-        probes_of = probe_config if name != "oracle_seed1" else ProbeConfig(**{**asdict(probe_config), "metrics": ("truth_ratio",)})
-        key = probe_key(probes_of, world, model_keys[name], model_keys["base"])
-        out.append(Job(f"probe-{name}", "probe", key, {"world_dir": str(world_dir), "model_dir": str(models / name),
-                                                      "results_dir": str(probes / name), "config": asdict(probes_of)},
-                       needs=("world", name, "base"), gpu=True, priority=PRIORITY["second oracle" if name == "oracle_seed1" else "gate"]))
-    # The base and the oracle probed on each single-image person alone: every method's run on that person reads them.
-    singles = sorted({run.config.forget for run in config.unlearn.runs() if run.setting == "single"})
-    for forget in singles:
-        key = hash_json([probe_key(probe_config, world, model_keys[m], model_keys["base"]) for m in ("base", "oracle")] + [forget])[:16]
-        out.append(Job(f"reference-{forget.replace(':', '')}", "reference", key,
-                       {"world_dir": str(world_dir), "forget": forget, "base_dir": str(base_dir), "oracle_dir": str(oracle_dir),
-                        "reference_results_dir": str(probes), "probe_config": probe_parameters},
-                       needs=("world", "base", "oracle"), gpu=True, priority=PRIORITY["gate"]))
     batches = grid_batches(config)
     if only is not None:
         kept = {run.name for run in config.unlearn.only(only).runs()}
-        batches = {name: runs for name, runs in batches.items() if any(run.name in kept for run in runs)}
+        batches = {name: runs for name, runs in batches.items() if any(run.name in kept for _, run in runs)}
+    for k, seed in enumerate(config.worlds):
+        out += world_jobs(config, world_label(seed), world_dirs(a, world_label(seed)), vision_dir, vision,
+                          {name: [run for _, run in runs] for name, runs in batches.items() if runs[0][0] == world_label(seed)},
+                          second_oracle=k == 0)
+    out += chapter_jobs(config, a, {job.name: job for job in out}, batches, book_dir)
+    return {job.name: job for job in out}
+
+
+def world_jobs(config: StudyConfig, label: str, d: dict[str, Path], vision_dir: Path, vision: str,
+               batches: dict[str, list[UnlearnRun]], second_oracle: bool) -> list[Job]:
+    """One reporting world's jobs, named "<label>-...": its world, its base and oracle (and, for the first world, a
+    second oracle of another seed, which the probe chapter compares), their probes, the single-image references and
+    its grid jobs."""
+    world_dir, models, probes = d["world"], d["models"], d["probes"]
+    base_dir, oracle_dir = models / "base", models / "oracle"
+    world = world_key(config.world_config(int(label[1:])))
+    n = lambda name: f"{label}-{name}"  # noqa: E731
+    base_config = PretrainConfig(**{**asdict(config.pretrain), "exclude_roles": ()})
+    oracle_config = PretrainConfig(**{**asdict(config.pretrain), "exclude_roles": ("forget",)})
+    pretrained = {"base": base_config, "oracle": oracle_config}
+    if second_oracle:
+        pretrained["oracle_seed1"] = PretrainConfig(**{**asdict(oracle_config), "seed": 1})
+    model_keys = {name: pretrain_key(c, world, vision) for name, c in pretrained.items()}
+    probe_parameters = notebook_parameters(config.probe)
+    probe_config = study_probe_config(probe_parameters, str(base_dir))
+    out = [Job(n("world"), "world", world, {"world_dir": str(world_dir), "config": asdict(config.world_config(int(label[1:])))})]
+    for name, pretrain_config in pretrained.items():
+        out.append(Job(n(name), "pretrain", model_keys[name], {"world_dir": str(world_dir), "vision_dir": str(vision_dir),
+                                                                "out_dir": str(models / name), "config": asdict(pretrain_config)},
+                       needs=(n("world"), "vision"), threads=pretrain_config.threads, gpu=True,
+                       priority=PRIORITY["second oracle" if name == "oracle_seed1" else "gate"]))
+    for name in pretrained:
+        probes_of = probe_config if name != "oracle_seed1" else ProbeConfig(**{**asdict(probe_config), "metrics": ("truth_ratio",)})
+        key = probe_key(probes_of, world, model_keys[name], model_keys["base"])
+        out.append(Job(n(f"probe-{name}"), "probe", key, {"world_dir": str(world_dir), "model_dir": str(models / name),
+                                                         "results_dir": str(probes / name), "config": asdict(probes_of)},
+                       needs=(n("world"), n(name), n("base")), gpu=True,
+                       priority=PRIORITY["second oracle" if name == "oracle_seed1" else "gate"]))
+    # The base and the oracle probed on each single-image person alone: every method's run on that person reads them.
+    reference_keys = [probe_key(probe_config, world, model_keys[m], model_keys["base"]) for m in ("base", "oracle")]
+    for forget in sorted({run.config.forget for run in config.unlearn.runs() if run.setting == "single"}):
+        out.append(Job(n(f"reference-{forget.replace(':', '')}"), "reference", hash_json(reference_keys + [forget])[:16],
+                       {"world_dir": str(world_dir), "forget": forget, "base_dir": str(base_dir), "oracle_dir": str(oracle_dir),
+                        "reference_results_dir": str(probes), "probe_config": probe_parameters},
+                       needs=(n("world"), n("base"), n("oracle")), gpu=True, priority=PRIORITY["gate"]))
     for name, runs in batches.items():
         specs, keys = [], {}
         for run in runs:  # a run forgetting other people than the split is probed on them (its forget spec)
             model = unlearn_key(run.config, world, model_keys["base"])
             keys[run.name] = [model, probe_key(probe_config, world, model, model_keys["base"]), run.config.forget]
-            specs.append({"name": run.name, "config": asdict(run.config), "model_dir": str(models / "unlearned" / run.name),
+            specs.append({"name": f"{label}-{run.name}", "config": asdict(run.config), "model_dir": str(models / "unlearned" / run.name),
                           "results_dir": str(probes / run.name)})
-        references = tuple(f"reference-{run.config.forget.replace(':', '')}" for run in runs if run.setting == "single")
+        references = tuple(n(f"reference-{run.config.forget.replace(':', '')}") for run in runs if run.setting == "single")
         out.append(Job(name, "grid", hash_json(keys)[:16],
                        {"world_dir": str(world_dir), "base_dir": str(base_dir), "oracle_dir": str(oracle_dir),
                         "reference_results_dir": str(probes), "probe_config": probe_parameters, "runs": specs},
-                       needs=("world", "base", "oracle", "probe-base", "probe-oracle", *dict.fromkeys(references)),
+                       needs=(n("world"), n("base"), n("oracle"), n("probe-base"), n("probe-oracle"), *dict.fromkeys(references)),
                        threads=config.unlearn.threads, gpu=True, priority=PRIORITY[f"{runs[0].setting} grid"]))
-    out += chapter_jobs(config, a, {job.name: job for job in out}, batches, book_dir)
-    named = {job.name: job for job in out}
-    return named
+    return out
 
 
-def chapter_jobs(config: StudyConfig, a: Path, earlier: dict[str, Job], batches: dict[str, list[UnlearnRun]], book_dir: Path) -> list[Job]:
-    """The book's chapters: papermill runs of the notebooks, each after the results it reads. A chapter's key holds
-    its notebook's content, its parameters, its inputs' keys and the versions of every unit (chapters are cheap,
-    and show what all the code computed)."""
-    world_dir, models, probes = a / "world", a / "models", a / "probes"
+def chapter_jobs(config: StudyConfig, a: Path, earlier: dict[str, Job], batches: dict[str, list[tuple[str, UnlearnRun]]],
+                 book_dir: Path) -> list[Job]:
+    """The book's chapters: papermill runs of the notebooks, each after the results it reads. The chapters about one
+    model (the world, pretraining, probing, one unlearning run, adapting) show the first reporting world; those that
+    compare methods read every world's runs. A chapter's key holds its notebook's content, its parameters, its inputs'
+    keys and the versions of every unit (chapters are cheap, and show what all the code computed)."""
+    first = world_label(config.worlds[0])
+    d = world_dirs(a, first)
+    world_dir, models, probes = d["world"], d["models"], d["probes"]
+    n = lambda name: f"{first}-{name}"  # noqa: E731
     runs = grid_runs(config, a)
     grid = tuple(batches)
+    every_reference = tuple(f"{world_label(s)}-probe-{m}" for s in config.worlds for m in ("base", "oracle"))
     probe_parameters = notebook_parameters(config.probe)
     concept_dir = a / "concepts" / "example"
     runs_all = config.unlearn.runs()
     singles = [r for r in runs_all if r.setting == "single"]
     showcase = next((r for r in singles if r.label == "siu"), (singles or runs_all or [None])[0])
-    chapter = {"world_dir": str(world_dir), "runs": runs, "reference_results_dir": str(probes)}
-    pubg_runs = {n: r for n, r in runs.items() if r["method"] == "pubg" and r["setting"] == "split"}
+    chapter = {"worlds": chapter_worlds(config, a), "runs": runs}
+    pubg_runs = {name: r for name, r in runs.items() if r["method"] == "pubg" and r["setting"] == "split"}
     specs = {
-        "world": ({"world_dir": str(world_dir), "world_config": asdict(config.world), "concept_dir": str(concept_dir)}, ("world",), None),
-        "pretrain": ({"world_dir": str(world_dir), "vision_dir": str(models / "vision"), "base_dir": str(models / "base"),
+        "world": ({"world_dir": str(world_dir), "world_config": asdict(config.world_config(config.worlds[0])), "concept_dir": str(concept_dir)},
+                  (n("world"),), None),
+        "pretrain": ({"world_dir": str(world_dir), "vision_dir": str(a / "models" / "vision"), "base_dir": str(models / "base"),
                       "oracle_dir": str(models / "oracle"), "results_dir": str(a / "results"), "vision_config": asdict(config.vision),
                       "pretrain_config": asdict(config.pretrain), "eval_max_per_group": config.eval_max_per_group,
                       "probe_results_dir": str(probes), "probe_config": probe_parameters},
-                     ("world", "vision", "base", "oracle", "probe-base", "probe-oracle"), None),
-        "probe": ({"world_dir": str(world_dir), "vision_dir": str(models / "vision"),
+                     (n("world"), "vision", n("base"), n("oracle"), n("probe-base"), n("probe-oracle")), None),
+        "probe": ({"world_dir": str(world_dir), "vision_dir": str(a / "models" / "vision"),
                    "model_dirs": {"base": str(models / "base"), "oracle": str(models / "oracle")},
                    "second_oracle_dir": str(models / "oracle_seed1"), "results_dir": str(probes),
                    "pretrain_config": asdict(config.pretrain), "probe_config": probe_parameters},
-                  ("world", "base", "oracle", "oracle_seed1", "probe-base", "probe-oracle", "probe-oracle_seed1"), None),
-        "compare": ({**chapter, "oracle_dir": str(models / "oracle")}, ("probe-base", "probe-oracle", *grid), tuple(runs)),
-        "pubg": ({**chapter, "method": "pubg"}, ("probe-base", "probe-oracle", *grid), tuple(pubg_runs)),
-        "claims": (chapter, ("probe-base", "probe-oracle", *grid), tuple(runs)),
-        "intro": (chapter, ("probe-base", "probe-oracle", *grid), tuple(runs)),
+                  (n("world"), n("base"), n("oracle"), n("oracle_seed1"), n("probe-base"), n("probe-oracle"), n("probe-oracle_seed1")), None),
+        "compare": (chapter, (*every_reference, *grid), tuple(runs)),
+        "pubg": ({**chapter, "method": "pubg"}, (*every_reference, *grid), tuple(pubg_runs)),
+        "claims": (chapter, (*every_reference, *grid), tuple(runs)),
+        "intro": (chapter, (*every_reference, *grid), tuple(runs)),
         "adapt": ({"model_dir": str(models / "base"), "concept_dir": str(concept_dir), "out_dir": str(a / "adapt" / "unlearned"),
                    "results_dir": str(a / "adapt" / "probes"), "probe_config": probe_parameters,
                    "unlearn_config": {"method": "siu", "images": "single", "steps": config.unlearn.steps, "threads": config.unlearn.threads,
                                       **config.unlearn.single_overrides("siu")}},
-                  ("world", "chapter-world", "base"), None),
+                  (n("world"), "chapter-world", n("base")), None),
     }
     if showcase is not None:
-        run = runs[showcase.name]
-        batch = next(name for name, rs in grid_batches(config).items() if any(r.name == showcase.name for r in rs))
+        name = f"{first}-{showcase.name}"
+        run = runs[name]
+        batch = next(b for b, rs in grid_batches(config).items() if any(lw == first and r.name == showcase.name for lw, r in rs))
         specs["unlearn"] = ({"world_dir": str(world_dir), "base_dir": str(models / "base"), "oracle_dir": str(models / "oracle"),
-                             "run_name": showcase.name, "run_dir": run["model_dir"], "results_dir": run["results_dir"],
+                             "run_name": name, "run_dir": run["model_dir"], "results_dir": run["results_dir"],
                              "reference_results_dir": str(probes), "unlearn_config": asdict(showcase.config), "probe_config": probe_parameters},
-                            ("world", "base", "oracle", "probe-base", "probe-oracle", *((batch,) if batch in batches else ())), (showcase.name,))
-    model_dirs = {name: str(models / name) for name in ("vision", "base", "oracle", "oracle_seed1")}
+                            (n("world"), n("base"), n("oracle"), n("probe-base"), n("probe-oracle"), *((batch,) if batch in batches else ())),
+                            (name,))
+    model_dirs = {"vision": str(a / "models" / "vision")}
+    for label in map(world_label, config.worlds):
+        model_dirs |= {f"{label}-{m}": str(world_dirs(a, label)["models"] / m) for m in ("base", "oracle")}
+    model_dirs[n("oracle_seed1")] = str(models / "oracle_seed1")
     model_dirs |= {name: r["model_dir"] for name, r in runs.items()}
     model_dirs["adapt"] = str(a / "adapt" / "unlearned")
     # Relative to the book directory when inside it (the page then shows no machine path, and the key no clone's place).
     benchmarks = relative(REPO_DIR / "benchmarks" / "results", book_dir)
     records = [str(benchmarks / name) for name in BENCHMARK_RECORDS]
     specs["rerun"] = ({"model_dirs": model_dirs, "cross_cpu_record": records[0], "throughput_records": records[1:]},
-                      ("vision", "base", "oracle", "oracle_seed1", "chapter-adapt", *grid), None)
+                      ("vision", *(f"{world_label(s)}-{m}" for s in config.worlds for m in ("base", "oracle")), n("oracle_seed1"),
+                       "chapter-adapt", *grid), None)
     every_unit = sorted(units())
     known, out = dict(earlier), []
     for name, (parameters, needs, reads_runs) in specs.items():  # in order: a chapter may need an earlier one

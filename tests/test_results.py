@@ -18,10 +18,13 @@ def test_mean_ci_matches_a_hand_computation():
 
 
 def test_missing_runs_are_named_not_dropped_silently(micro_world, tmp_path):
-    runs = {"split-ga-seed0": {"setting": "split", "method": "ga", "seed": 0, "forget": "split",
+    worlds = {"w1": {"world_dir": str(micro_world.root), "reference_results_dir": str(tmp_path)}}
+    runs = {"split-ga-seed0": {"world": "w1", "setting": "split", "method": "ga", "seed": 0, "forget": "split",
                                "model_dir": str(tmp_path / "m"), "results_dir": str(tmp_path / "r")}}
-    frame, missing = collect_runs(runs, micro_world, tmp_path)
+    frame, missing = collect_runs(runs, worlds)
     assert frame.empty and missing == ["split-ga-seed0"]
+    with pytest.raises(ValueError, match="names world 'w2'"):
+        collect_runs({"x": {**runs["split-ga-seed0"], "world": "w2"}}, worlds)
 
 
 def run_row(setting, method, seed, **values):
@@ -34,10 +37,14 @@ def test_the_grid_shape_is_read_from_the_runs():
     rows = [{"setting": "split", "method": m, "seed": s, "forget": "split", "steps": 30.0, "people forgotten": 8.0}
             for m in ("ga", "siu") for s in (0, 1, 2)]
     rows += [{"setting": "single", "method": "siu", "seed": 0, "forget": p, "steps": 10.0, "people forgotten": 1.0} for p in ("p1", "p2")]
-    assert grid_shape(pd.DataFrame(rows)) == ("This build: the forget split: 6 runs of 2 methods on 8 people, seeds 0, 1, 2, 30 steps each; "
+    assert grid_shape(pd.DataFrame(rows)) == ("This build, on 1 world: the forget split: 6 runs of 2 methods on 8 people, seeds 0, 1, 2, 30 steps each; "
                                               "one person from one image: 2 runs of 1 method on 2 people, one at a time, seed 0, 10 steps each.")
     assert grid_shape(pd.DataFrame(rows[-1:])).endswith("1 run of 1 method on 1 person, seed 0, 10 steps each.")
     assert grid_shape(pd.DataFrame()) == "This build has no finished runs."
+    # Two worlds: their people are counted apart, though their ids are the same.
+    two = pd.DataFrame([{**row, "world": w} for row in rows for w in ("w1", "w2")])
+    assert grid_shape(two).startswith("This build, on 2 worlds: the forget split: 12 runs of 2 methods on 16 people")
+    assert "4 runs of 1 method on 4 people, one at a time" in grid_shape(two)
 
 
 def test_the_expectations_read_the_measured_means():

@@ -23,12 +23,16 @@ from conftest import MICRO_PRETRAIN, MICRO_VISION, MICRO_WORLD
 MICRO_GRID = UnlearnGrid(methods=("graddiff", "idk", "pubg"), seeds=(0,), single_methods=("siu", "graddiff"), single_people=1, steps=2,
                          split_hyperparameters={"idk": {"lora": True, "lora_target": "no_such_module"}},
                          single_hyperparameters={"siu": {"batch_size": 4}}, split_variants={})
+# Two reporting worlds (1 and 2); the micro world's own seed (3) is the tuning world, where the vision tower trains.
 MICRO_STUDY = StudyConfig(MICRO_WORLD, MICRO_VISION, replace(MICRO_PRETRAIN, epochs=1), eval_max_per_group=8,
-                          probe=ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip",)), unlearn=MICRO_GRID)
+                          probe=ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip",)), unlearn=MICRO_GRID, worlds=(1, 2))
 # The same study with a changed probe budget and a finished run's learning rate changed (the cache test switches to it).
 CHANGED_STUDY = replace(MICRO_STUDY, eval_max_per_group=6, unlearn=replace(MICRO_GRID, split_hyperparameters={"graddiff": {"learning_rate": 5e-4}}))
-BASE_JOBS = {"world", "vision", "base", "oracle", "oracle_seed1", "probe-base", "probe-oracle", "probe-oracle_seed1", "reference-split0"}
-GRID_JOBS = {"grid-split-graddiff", "grid-split-idk", "grid-split-pubg", "grid-single-siu", "grid-single-graddiff"}
+WORLD_JOBS = {"world", "base", "oracle", "probe-base", "probe-oracle", "reference-split0",
+              "grid-split-graddiff", "grid-split-idk", "grid-split-pubg", "grid-single-siu", "grid-single-graddiff"}
+BASE_JOBS = {"w3-world", "vision", "w1-oracle_seed1", "w1-probe-oracle_seed1"} | {f"{w}-{j}" for w in ("w1", "w2") for j in WORLD_JOBS if "grid" not in j}
+GRID_JOBS = {f"{w}-{j}" for w in ("w1", "w2") for j in WORLD_JOBS if "grid" in j}
+IDK = {"w1-grid-split-idk": "ran with failures", "w2-grid-split-idk": "ran with failures"}
 CHAPTER_JOBS = {f"chapter-{c}" for c in ("world", "pretrain", "probe", "unlearn", "compare", "pubg", "claims", "intro", "adapt", "rerun")}
 EVERY_JOB = BASE_JOBS | GRID_JOBS | CHAPTER_JOBS | {"book"}
 CHAPTERS = ("intro", "world", "pretrain", "probe", "unlearn", "compare", "pubg", "claims", "adapt", "rerun")
@@ -44,9 +48,10 @@ def study_run(tmp_path_factory):
 
 def test_both_notebooks_execute_and_the_book_builds(study_run):
     book, first = study_run
-    assert first["jobs"] == {**{j: "ran" for j in EVERY_JOB}, "grid-split-idk": "ran with failures"}
-    assert list(first["failed"]) == ["split-idk-seed0"] and "matches no linear module" in first["failed"]["split-idk-seed0"]
-    assert first["missing"] == ["split-idk-seed0"]
+    assert first["jobs"] == {**{j: "ran" for j in EVERY_JOB}, **IDK}
+    assert list(first["failed"]) == ["w1-split-idk-seed0", "w2-split-idk-seed0"]
+    assert "matches no linear module" in first["failed"]["w1-split-idk-seed0"]
+    assert first["missing"] == ["w1-split-idk-seed0", "w2-split-idk-seed0"]
     for name in CHAPTERS:
         nb = nbformat.read(book / "book" / "notebooks" / f"{name}.ipynb", as_version=4)
         outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
@@ -60,7 +65,9 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
         assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]
         defaults = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
         assert len(defaults) == 1 and "remove-cell" in defaults[0].metadata["tags"]
-    manifests = {m: json.loads((book / "artifacts" / "models" / m / "manifest.json").read_text()) for m in ("vision", "base", "oracle")}
+    models = book / "artifacts" / "w1" / "models"
+    manifests = {m: json.loads((models / m / "manifest.json").read_text()) for m in ("base", "oracle")}
+    manifests["vision"] = json.loads((book / "artifacts" / "models" / "vision" / "manifest.json").read_text())
     for model in ("base", "oracle"):
         assert manifests[model]["config"]["exclude_roles"] == ([] if model == "base" else ["forget"])
         assert manifests[model]["inputs"]["vision_tower"], "both start from the shared pretrained tower"
@@ -69,7 +76,15 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
     assert manifests["oracle"]["n_train_examples"] < manifests["base"]["n_train_examples"]
     html = book / "_build" / "html"
     for name in ("base", "oracle", "oracle_seed1"):
-        assert (book / "artifacts" / "probes" / name / "summary.json").exists()
+        assert (book / "artifacts" / "w1" / "probes" / name / "summary.json").exists()
+    # Each reporting world has its own people, base model and oracle; the vision tower is trained once, on the tuning world.
+    second = json.loads((book / "artifacts" / "w2" / "models" / "base" / "manifest.json").read_text())
+    assert second["inputs"]["vision_tower"] == manifests["base"]["inputs"]["vision_tower"]
+    from lvlmu.world import load_world
+
+    forget = [[p.name for p in load_world(book / "artifacts" / w / "world").forget] for w in ("w1", "w2")]
+    assert forget[0] != forget[1], "each world its own people"
+    assert json.loads((book / "artifacts" / "w3" / "world" / "world.json").read_text())["config"]["seed"] == 3
     for page in ("index.html", "book/notebooks/intro.html", "book/methods.html", "book/limitations.html", "book/notebooks/rerun.html", "book/notebooks/world.html", "book/notebooks/pretrain.html", "book/notebooks/probe.html"):
         assert (html / page).exists(), page
     pretrain_page = (html / "book" / "notebooks" / "pretrain.html").read_text()
@@ -78,12 +93,13 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
     for name in EVERY_JOB:  # one record each, named by its key
         [path] = recorded(book / "artifacts", name)
         assert path.name == f"{name}.{json.loads(path.read_text())['key']}.json"
-    [idk] = recorded(book / "artifacts", "grid-split-idk")
-    assert list(json.loads(idk.read_text())["failed"]) == ["split-idk-seed0"]
-    unlearned = json.loads((book / "artifacts" / "models" / "unlearned" / "single-siu-person0-seed0" / "manifest.json").read_text())
+    [idk] = recorded(book / "artifacts", "w1-grid-split-idk")
+    assert list(json.loads(idk.read_text())["failed"]) == ["w1-split-idk-seed0"]
+    unlearned = json.loads((models / "unlearned" / "single-siu-person0-seed0" / "manifest.json").read_text())
     assert unlearned["forget_people"] == [first_forget(book)] and unlearned["config"]["images"] == "single"
     compare_page = (html / "book" / "notebooks" / "compare.html").read_text()
-    assert "Traceback" not in compare_page and "split-idk-seed0" in compare_page, "the failed run is named as missing"
+    assert "Traceback" not in compare_page and "w2-split-idk-seed0" in compare_page, "the failed run is named as missing"
+    assert "This build, on 2 worlds" in compare_page
     # The adapt template ran on the example concept folder that the world chapter wrote: probed before and after.
     assert (book / "artifacts" / "concepts" / "example" / "concept.yaml").exists()
     adapt_page = (html / "book" / "notebooks" / "adapt.html").read_text()
@@ -150,25 +166,25 @@ def render_in_chromium(page) -> str:
     return result.stdout
 
 
-def first_forget(book) -> str:
+def first_forget(book, world: str = "w1") -> str:
     from lvlmu.world import load_world
 
-    return load_world(book / "artifacts" / "world").forget[0].person_id
+    return load_world(book / "artifacts" / world / "world").forget[0].person_id
 
 
 def test_an_unchanged_job_is_skipped_and_a_changed_one_reruns(study_run):
     book, _ = study_run
     again = run_study(MICRO_STUDY, book_dir=book, build=False, log=lambda *_: None)
     # Nothing runs; the failure is still reported, from its job's record.
-    assert again["jobs"] == {**{j: "cached" for j in EVERY_JOB - {"book"}}, "grid-split-idk": "cached with failures"}
-    assert list(again["failed"]) == ["split-idk-seed0"]
+    assert again["jobs"] == {**{j: "cached" for j in EVERY_JOB - {"book"}}, **{j: "cached with failures" for j in IDK}}
+    assert list(again["failed"]) == ["w1-split-idk-seed0", "w2-split-idk-seed0"]
     # The failing run gets a working config, and a finished run a new one: it retrains, and its stale probe results
     # are replaced rather than refused. The chapters that read the grid run again; the models are reused.
     third = run_study(CHANGED_STUDY, book_dir=book, build=False, log=lambda *_: None)
     assert third["failed"] == {}
     readers = {f"chapter-{c}" for c in ("compare", "pubg", "claims", "intro", "rerun")}
-    assert {j for j, status in third["jobs"].items() if status == "ran"} == {
-        "chapter-pretrain", "grid-split-idk", "grid-split-graddiff", "grid-single-graddiff"} | readers  # single: the split's settings, batch 8
+    assert {j for j, status in third["jobs"].items() if status == "ran"} == {"chapter-pretrain"} | readers | {
+        f"{w}-grid-{j}" for w in ("w1", "w2") for j in ("split-idk", "split-graddiff", "single-graddiff")}  # single: the split's settings, batch 8
     nb = nbformat.read(book / "book" / "notebooks" / "pretrain.ipynb", as_version=4)
     assert "reusing" in "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     # A missing done-record makes its job run again.
@@ -178,7 +194,7 @@ def test_an_unchanged_job_is_skipped_and_a_changed_one_reruns(study_run):
     assert {j for j, status in fourth["jobs"].items() if status == "ran"} == {"chapter-pretrain"}
     # Parameters inside the book directory are relative: the rendered book shows no machine paths.
     injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
-    assert 'world_dir = "artifacts/world"' in injected.source and str(book) not in injected.source
+    assert 'world_dir = "artifacts/w1/world"' in injected.source and str(book) not in injected.source
 
 
 def test_a_failing_notebook_leaves_no_output(tmp_path):
@@ -220,7 +236,7 @@ def test_the_claims_and_pubg_pages_write_their_prose_from_the_results(study_run)
     """Change one run's stored results: the claims page and the PUBG chapter's closing sentences, rebuilt from the
     new result set, state the new figures."""
     book, _ = study_run
-    summary_path = book / "artifacts" / "probes" / "split-pubg-seed0" / "summary.json"
+    summary_path = book / "artifacts" / "w1" / "probes" / "split-pubg-seed0" / "summary.json"
     original = summary_path.read_text()
     data = json.loads(original)
     for condition in ("identity", "open query"):
@@ -242,7 +258,7 @@ def test_the_claims_and_pubg_pages_write_their_prose_from_the_results(study_run)
             record.unlink()
         report = run_study(CHANGED_STUDY, book_dir=book, log=lambda *_: None)
         assert report["jobs"]["chapter-claims"] == "ran" and report["jobs"]["chapter-pubg"] == "ran"
-        assert report["jobs"]["grid-split-pubg"] == "cached"
+        assert report["jobs"]["w1-grid-split-pubg"] == "cached"
         assert "43.2% (one seed only: no interval) of answers" in prose(claims_page)
         after = prose(pubg_page)
         assert "pubg's desirable rate is 87.7% (one seed only: no interval)" in after and after != before
@@ -252,14 +268,14 @@ def test_the_claims_and_pubg_pages_write_their_prose_from_the_results(study_run)
 
 def test_only_runs_one_method_and_a_chapter_without_results_names_its_missing_runs(study_run):
     book, _ = study_run
-    results = book / "artifacts" / "probes" / "split-pubg-seed0"
+    results = book / "artifacts" / "w1" / "probes" / "split-pubg-seed0"
     moved = results.with_name("split-pubg-seed0.kept")
     results.rename(moved)
     try:
         report = run_study(CHANGED_STUDY, book_dir=book, build=False, log=lambda *_: None, only="graddiff")
-        assert not {"grid-split-pubg", "grid-split-idk", "grid-single-siu"} & set(report["jobs"]), "only graddiff's jobs"
-        assert {"grid-split-graddiff", "grid-single-graddiff"} <= set(report["jobs"])
-        assert report["jobs"]["chapter-pubg"] == "ran" and report["missing"] == ["split-pubg-seed0"]
+        assert not {"w1-grid-split-pubg", "w1-grid-split-idk", "w2-grid-single-siu"} & set(report["jobs"]), "only graddiff's jobs"
+        assert {"w1-grid-split-graddiff", "w2-grid-single-graddiff"} <= set(report["jobs"])
+        assert report["jobs"]["chapter-pubg"] == "ran" and report["missing"] == ["w1-split-pubg-seed0"]
         page = nbformat.read(book / "book" / "notebooks" / "pubg.ipynb", as_version=4)
         assert "split-pubg-seed0" in page.cells[0].source and "no results" in page.cells[0].source
     finally:
@@ -287,7 +303,7 @@ def test_a_killed_training_leaves_no_temporary_directory_and_no_record(micro_wor
 
     from lvlmu.study import notebook_parameters, jobs
 
-    shutil.copytree(micro_world.root, tmp_path / "artifacts" / "world")
+    shutil.copytree(micro_world.root, tmp_path / "artifacts" / "w3" / "world")  # the tuning world
     study = replace(MICRO_STUDY, vision=replace(MICRO_VISION, epochs=10_000))  # long enough to be killed mid-way
     job = jobs(study, tmp_path / "artifacts", tmp_path)["vision"]
     command = [sys.executable, "-m", "lvlmu", "task", "vision", "--config", json.dumps(notebook_parameters(study)), "--key", job.key]
@@ -331,4 +347,4 @@ def test_snakemake_lists_every_job_and_the_cluster_profile_dry_runs(tmp_path):
         n_grid = len(grid_batches(replace(study, grid_jobs=grid_jobs)))
         assert total == planned - len(grid_batches(study)) + n_grid + 2, result.stdout[-2000:]  # and the book, and `all`
         if grid_jobs == "run":
-            assert "grid_split_ga_seed0" in result.stdout and "gpu=1" in result.stdout.replace(" ", "")
+            assert "w1_grid_split_ga_seed0" in result.stdout and "gpu=1" in result.stdout.replace(" ", "")

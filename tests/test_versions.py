@@ -105,24 +105,24 @@ def test_keys_are_stable_and_a_method_bump_changes_only_its_grid_jobs_and_the_ch
     monkeypatch.setattr(METHODS["npo"], "version", METHODS["npo"].version + 1)
     after = keys()
     chapters = {n for n in before if n.startswith("chapter-")}
-    assert changed(before, after) == {"grid-split-npo", "grid-single-npo"} | chapters
+    assert changed(before, after) == {f"{w}-grid-{s}-npo" for w in ("w1", "w2") for s in ("split", "single")} | chapters
 
 
 def test_a_metric_bump_changes_no_model(monkeypatch):
     before = keys()
     monkeypatch.setattr(suite.METRICS["privacy"], "version", suite.METRICS["privacy"].version + 1)
     moved = changed(before, keys())
-    assert not moved & {"world", "vision", "base", "oracle", "oracle_seed1"}
-    assert {"probe-base", "probe-oracle", "reference-split0"} <= moved
-    assert "probe-oracle_seed1" not in moved, "the second oracle is probed for truth ratios alone"
+    assert not moved & {"w0-world", "vision", *(f"{w}-{m}" for w in ("w1", "w2") for m in ("world", "base", "oracle")), "w1-oracle_seed1"}
+    assert {f"{w}-{j}" for w in ("w1", "w2") for j in ("probe-base", "probe-oracle", "reference-split0")} <= moved
+    assert "w1-probe-oracle_seed1" not in moved, "the second oracle is probed for truth ratios alone"
     from lvlmu.unlearn.run import unlearn_key
 
     study = get_profile("quick")
     plan = jobs(study, Path("artifacts"), Path("."))
-    runs = {run.name: unlearn_key(run.config, plan["world"].key, plan["base"].key) for run in study.unlearn.runs()}
+    runs = {run.name: unlearn_key(run.config, plan["w1-world"].key, plan["w1-base"].key) for run in study.unlearn.runs()}
     monkeypatch.undo()
     plan = jobs(study, Path("artifacts"), Path("."))
-    assert runs == {run.name: unlearn_key(run.config, plan["world"].key, plan["base"].key) for run in study.unlearn.runs()}
+    assert runs == {run.name: unlearn_key(run.config, plan["w1-world"].key, plan["w1-base"].key) for run in study.unlearn.runs()}
 
 
 def test_a_world_bump_changes_every_key(monkeypatch):
@@ -139,7 +139,7 @@ def test_a_grid_change_moves_only_the_affected_jobs():
     grid = replace(study.unlearn, split_hyperparameters={**study.unlearn.split_hyperparameters, "ga": {"learning_rate": 5e-4}})
     plan = jobs(replace(study, unlearn=grid), Path("artifacts"), Path("."))
     # GA on one person alone runs at its split settings with a smaller batch: both of its jobs move.
-    moved = {"grid-split-ga", "grid-single-ga"}
+    moved = {f"{w}-grid-{s}-ga" for w in ("w1", "w2") for s in ("split", "single")}
     readers = {n for n, j in plan.items() if moved & set(j.needs)}
     assert readers >= {"chapter-compare", "chapter-claims", "chapter-intro", "chapter-rerun"}
     assert changed(before, {n: j.key for n, j in plan.items()}) == moved | readers

@@ -140,13 +140,20 @@ def answers_side_by_side(stores: dict[str, ProbeStore], condition: str = "identi
 
 
 def mean_ci(frame: pd.DataFrame, by: list[str], confidence: float = 0.95) -> pd.DataFrame:
-    """Mean and the half-width of its `confidence` interval (Student's t over the rows of each group, e.g. seeds)
-    of every numeric column, grouped by `by`; columns are (measure, "mean" | "±")."""
-    from scipy import stats
+    """Mean and the half-width of its `confidence` interval of every numeric column, grouped by `by`; columns are
+    (measure, "mean" | "±"). Rows are not independent draws: the interval is lvlmu.report.intervals', on the means of
+    the outermost replicate level with two units or more (worlds, then the people forgotten, then seeds)."""
+    from ..report.intervals import interval
 
-    numeric = frame.select_dtypes("number").columns.difference(by)
-    grouped = frame.groupby(by, sort=False)[list(numeric)]
-    mean, sem, count = grouped.mean(), grouped.sem(), grouped.count()
-    half = sem * stats.t.ppf(0.5 + confidence / 2, (count - 1).clip(lower=1))
-    half = half.where(count > 1)
-    return pd.concat({"mean": mean, "±": half}, axis=1).swaplevel(axis=1)[[(c, k) for c in numeric for k in ("mean", "±")]]
+    levels = tuple(level for level in ("world", "forget", "seed") if level in frame.columns)
+    if not levels:  # rows without a replicate level are independent units
+        frame, levels = frame.assign(row=range(len(frame))), ("row",)
+    numeric = frame.select_dtypes("number").columns.difference([*by, *levels])
+    rows = {}
+    for group, rows_of in frame.groupby(by, sort=False):
+        estimates = {c: interval(rows_of, c, levels, confidence) for c in numeric}
+        rows[group] = {**{(c, "mean"): e.estimate for c, e in estimates.items()},
+                       **{(c, "±"): e.high - e.estimate if e.defined else float("nan") for c, e in estimates.items()}}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index = pd.MultiIndex.from_tuples(out.index, names=by) if len(by) > 1 else pd.Index([g[0] if isinstance(g, tuple) else g for g in out.index], name=by[0])
+    return out[[(c, k) for c in numeric for k in ("mean", "±")]] if not out.empty else out

@@ -58,9 +58,10 @@ class UnlearnGrid:
     several runs at once, one thread each, since the tiny model gains little from a second thread."""
 
     methods: tuple[str, ...] = tuple(METHODS)
-    seeds: tuple[int, ...] = (0, 1, 2)
+    # Worlds are the replicates (lvlmu.study): one unlearning seed in each; more seeds only reshuffle data.
+    seeds: tuple[int, ...] = (0,)
     single_methods: tuple[str, ...] = tuple(METHODS)
-    single_people: int = 4
+    single_people: int = 8  # every forget person of the default world
     steps: int = 30
     split_hyperparameters: dict[str, dict] = field(default_factory=lambda: dict(SPLIT_HYPERPARAMETERS))
     single_hyperparameters: dict[str, dict] = field(default_factory=lambda: dict(SINGLE_HYPERPARAMETERS))

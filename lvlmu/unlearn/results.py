@@ -10,7 +10,7 @@ import pandas as pd
 from ..probe.compare import answers_side_by_side, forget_quality_between, headline, paired_truth_ratios
 from ..probe.likelihood import forget_quality
 from ..probe.store import ProbeStore
-from ..world import World
+from ..world import World, load_world
 from .data import resolve_forget
 
 AFTERMATH_CLASSES = ("degenerate", "hallucinated", "informative", "refusal", "other")
@@ -29,32 +29,44 @@ def has_results(run: dict, root: str | Path = ".") -> bool:
     return (Path(root) / run["results_dir"] / "summary.json").exists() and (Path(root) / run["model_dir"] / "manifest.json").exists()
 
 
-def collect_runs(runs: dict[str, dict], world: World, reference_results_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
-    """One row per finished run (its setting, method, seed, headline probe figures, forget quality against the oracle
-    on the same people, and cost), and the names of the runs whose results are missing."""
+def collect_runs(runs: dict[str, dict], worlds: dict[str, dict]) -> tuple[pd.DataFrame, list[str]]:
+    """One row per finished run (its world, setting, method, seed, headline probe figures, forget quality against its
+    world's oracle on the same people, and cost), and the names of the runs whose results are missing. `worlds` maps a
+    world's label to its "world_dir" and "reference_results_dir" (where its base's and oracle's probes lie); each run
+    names its "world"."""
+    loaded = {label: load_world(w["world_dir"]) for label, w in worlds.items()}
     rows, missing = [], []
     for name, run in runs.items():
+        if run.get("world") not in worlds:
+            raise ValueError(f"run {name} names world {run.get('world')!r}; the worlds given are {sorted(worlds)}")
         results, manifest_path = Path(run["results_dir"]), Path(run["model_dir"]) / "manifest.json"
         if not has_results(run):
             missing.append(name)
             continue
+        world = loaded[run["world"]]
         store, manifest = ProbeStore.read(results), json.loads(manifest_path.read_text())
         people = None if run["forget"] == "split" else resolve_forget(world, run["forget"])
-        oracle = reference_results(reference_results_dir, "oracle", people)
+        oracle = reference_results(worlds[run["world"]]["reference_results_dir"], "oracle", people)
         quality, counted = None, None
         if (oracle / "summary.json").exists():
             ours, theirs = paired_truth_ratios(store, ProbeStore.read(oracle))
             quality, counted = forget_quality(ours, theirs), min(len(ours), len(theirs))
-        rows.append({"run": name, "setting": run["setting"], "method": run["method"], "seed": run["seed"],
+        rows.append({"run": name, "world": run["world"], "setting": run["setting"], "method": run["method"], "seed": run["seed"],
                      "forget": ", ".join(manifest["forget_people"]) if people else "split", **headline(store),
                      "forget quality": quality, "truth ratios": counted, "learning rate": manifest["config"]["learning_rate"],
                      "steps": manifest["config"]["steps"], "effective batch size": manifest["effective_batch_size"],
                      "seconds": manifest["wall_seconds"], "peak memory (MB)": manifest["peak_memory_mb"],
                      "people forgotten": len(manifest["forget_people"])})
     frame = pd.DataFrame(rows)
-    measures = [c for c in frame.columns if c not in ("run", "setting", "method", "seed", "forget")]
+    measures = [c for c in frame.columns if c not in ("run", "world", "setting", "method", "seed", "forget")]
     # A measure no run could compute (say, grounding precision when no answer states a trait) is NaN, not dropped.
     return frame.astype({c: float for c in measures}), missing
+
+
+def reference_headline(worlds: dict[str, dict], model: str) -> dict[str, float]:
+    """A reference model's ("base", "oracle") headline figures, averaged over the worlds (each world has its own)."""
+    rows = [headline(ProbeStore.read(Path(w["reference_results_dir"]) / model)) for w in worlds.values()]
+    return pd.DataFrame(rows).mean(numeric_only=True).to_dict()
 
 
 def method_means(frame: pd.DataFrame, setting: str) -> pd.DataFrame:
@@ -175,13 +187,15 @@ def headline_table(stores: dict[str, ProbeStore]) -> pd.DataFrame:
 
 
 def answer_comparison(runs: dict[str, dict], methods: list[str], condition: str = "identity", setting: str = "split",
-                      seed: int = 0, n_people: int = 2) -> tuple[pd.DataFrame, list[str]]:
+                      seed: int = 0, n_people: int = 2, world: str | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Each method's answer (its `seed` run in `setting`) to one question (`condition`: "identity" or "open query")
-    on the same never-trained photographs of the first `n_people` forget people they share; returns the rows (image,
-    question, one column per method) and the methods shown (those whose run has results)."""
+    on the same never-trained photographs of the first `n_people` forget people they share, in one `world` (the first
+    run's by default); returns the rows (image, question, one column per method) and the methods shown (those whose
+    run has results)."""
     stores = {}
+    world = world if world is not None else next((run.get("world") for run in runs.values()), None)
     for run in runs.values():
-        if run["setting"] == setting and run["seed"] == seed and run["method"] in methods and run["method"] not in stores:
+        if run.get("world") == world and run["setting"] == setting and run["seed"] == seed and run["method"] in methods and run["method"] not in stores:
             if (Path(run["results_dir"]) / "summary.json").exists():
                 stores[run["method"]] = ProbeStore.read(run["results_dir"])
     shown_methods = [m for m in methods if m in stores]
@@ -201,14 +215,16 @@ def grid_shape(frame: pd.DataFrame) -> str:
         return "This build has no finished runs."
     names = {"split": "the forget split", "single": "one person from one image"}
     parts = []
+    worlds = frame["world"].nunique() if "world" in frame.columns else 1
     for setting, rows in frame.groupby("setting", sort=False):
-        people = rows["forget"].nunique() if setting == "single" else int(rows["people forgotten"].max())
+        by_world = rows.groupby("world") if "world" in rows.columns else [(None, rows)]
+        people = sum(r["forget"].nunique() if setting == "single" else int(r["people forgotten"].max()) for _, r in by_world)
         who = _count(people, "person", "people") + (", one at a time" if setting == "single" and people > 1 else "")
         seeds = ", ".join(str(int(s)) for s in sorted(rows["seed"].unique()))
         steps = "/".join(str(int(s)) for s in sorted(rows["steps"].unique()))
         parts.append(f"{names.get(setting, setting)}: {_count(len(rows), 'run')} of {_count(rows['method'].nunique(), 'method')} "
                      f"on {who}, {'seed' if rows['seed'].nunique() == 1 else 'seeds'} {seeds}, {steps} steps each")
-    return "This build: " + "; ".join(parts) + "."
+    return f"This build, on {_count(worlds, 'world')}: " + "; ".join(parts) + "."
 
 
 def missing_runs_note(missing: list[str]) -> None:
@@ -220,12 +236,19 @@ def missing_runs_note(missing: list[str]) -> None:
                      f"(they failed or have not run), and are left out below: {', '.join(missing)}</p></div>"))
 
 
-def cost_table(frame: pd.DataFrame, oracle_dir: str | Path):
+def cost_table(frame: pd.DataFrame, worlds: dict[str, dict]):
     """Per (setting, method): steps, batch, learning rate, seconds and peak memory per forgotten person, and the
-    seconds as a fraction of retraining the oracle (from its manifest)."""
-    oracle_seconds = json.loads((Path(oracle_dir) / "manifest.json").read_text())["wall_seconds"]
+    seconds as a fraction of retraining an oracle (the mean over the worlds' oracles, from their manifests)."""
+    oracle_seconds = sum(json.loads((Path(w["oracle_dir"]) / "manifest.json").read_text())["wall_seconds"] for w in worlds.values()) / len(worlds)
     cost = frame.assign(**{"seconds per person": frame["seconds"] / frame["people forgotten"]})
     cost = cost.groupby(["setting", "method"], sort=False)[["steps", "effective batch size", "learning rate", "seconds per person", "peak memory (MB)"]].mean()
     cost["fraction of an oracle retrain"] = cost["seconds per person"] / oracle_seconds
     return cost.style.format({"learning rate": "{:.0e}", "seconds per person": "{:.1f}", "peak memory (MB)": "{:.0f}",
                               "fraction of an oracle retrain": "{:.4f}", "steps": "{:.0f}", "effective batch size": "{:.0f}"})
+
+
+def study_results(runs: dict[str, dict], worlds: dict[str, dict]) -> tuple[pd.DataFrame, list[str], dict[str, float], dict[str, float]]:
+    """What the chapters that compare methods read: the runs' rows and the missing runs (collect_runs), and the base's
+    and the oracle's headline figures averaged over the worlds (reference_headline)."""
+    frame, missing = collect_runs(runs, worlds)
+    return frame, missing, reference_headline(worlds, "base"), reference_headline(worlds, "oracle")
