@@ -230,27 +230,39 @@ def test_unknown_profile_and_config_keys_name_the_choices(tmp_path):
     bad.write_text("grid_jobs: person\n")
     with pytest.raises(ValueError, match="grid_jobs='person'; choose from"):
         get_profile(str(bad))
+    bad.write_text("worlds: [0, 1]\n")  # world.seed, 0 by default, is the tuning world
+    with pytest.raises(ValueError, match="world 0 is the tuning world .* cannot also report results"):
+        get_profile(str(bad))
+    bad.write_text("worlds: [1, 1]\n")
+    with pytest.raises(ValueError, match="distinct world seeds"):
+        get_profile(str(bad))
+    bad.write_text("unlearn: {single_people: 9}\n")
+    with pytest.raises(ValueError, match="single_people=9, but each world has 8 forget people"):
+        get_profile(str(bad))
 
 
 def test_the_claims_and_pubg_pages_write_their_prose_from_the_results(study_run):
     """Change one run's stored results: the claims page and the PUBG chapter's closing sentences, rebuilt from the
     new result set, state the new figures."""
     book, _ = study_run
-    summary_path = book / "artifacts" / "w1" / "probes" / "split-pubg-seed0" / "summary.json"
-    original = summary_path.read_text()
-    data = json.loads(original)
-    for condition in ("identity", "open query"):
-        data["metrics"]["aftermath"]["summary"][condition]["leak"] = 0.4321
-        data["metrics"]["aftermath"]["summary"][condition]["desirable"] = 0.877
+    # PUBG's run in each world is given the same new figures: the interval over the two worlds is then that figure.
+    paths = [book / "artifacts" / w / "probes" / "split-pubg-seed0" / "summary.json" for w in ("w1", "w2")]
+    originals = [path.read_text() for path in paths]
     claims_page = book / "_build" / "html" / "book" / "notebooks" / "claims.html"
     pubg_page = book / "_build" / "html" / "book" / "notebooks" / "pubg.html"
+
     def prose(page):  # Sphinx's smart quotes turn ' into ’
         return BeautifulSoup(page.read_text(), "html.parser").get_text(" ", strip=True).replace("\u2019", "'")
     before = prose(pubg_page)
     assert "43.2%" not in prose(claims_page) and "desirable rate is 87.7%" not in before
     assert "pubg's desirable rate is" in before, "the closing sentences are written from the results"
     try:
-        summary_path.write_text(json.dumps(data))
+        for path, original in zip(paths, originals):
+            data = json.loads(original)
+            for condition in ("identity", "open query"):
+                data["metrics"]["aftermath"]["summary"][condition]["leak"] = 0.4321
+                data["metrics"]["aftermath"]["summary"][condition]["desirable"] = 0.877
+            path.write_text(json.dumps(data))
         # Results are known by their keys, not their bytes: a hand edit is not news to the engine, so the chapters are
         # asked for by removing their done-records (as `snakemake --forcerun chapter_claims` would).
         for chapter in ("chapter-claims", "chapter-pubg"):
@@ -259,11 +271,12 @@ def test_the_claims_and_pubg_pages_write_their_prose_from_the_results(study_run)
         report = run_study(CHANGED_STUDY, book_dir=book, log=lambda *_: None)
         assert report["jobs"]["chapter-claims"] == "ran" and report["jobs"]["chapter-pubg"] == "ran"
         assert report["jobs"]["w1-grid-split-pubg"] == "cached"
-        assert "43.2% (one seed only: no interval) of answers" in prose(claims_page)
+        assert "43.2% [43.2%, 43.2%] (2 worlds) of answers" in prose(claims_page)
         after = prose(pubg_page)
-        assert "pubg's desirable rate is 87.7% (one seed only: no interval)" in after and after != before
+        assert "pubg's desirable rate is 87.7% [87.7%, 87.7%] (2 worlds)" in after and after != before
     finally:
-        summary_path.write_text(original)
+        for path, original in zip(paths, originals):
+            path.write_text(original)
 
 
 def test_only_runs_one_method_and_a_chapter_without_results_names_its_missing_runs(study_run):
