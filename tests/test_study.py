@@ -290,7 +290,7 @@ def test_only_runs_one_method_and_a_chapter_without_results_names_its_missing_ru
         report = run_study(CHANGED_STUDY, book_dir=book, build=False, log=lambda *_: None, only="graddiff")
         assert not {"w1-grid-split-pubg", "w1-grid-split-idk", "w2-grid-single-siu"} & set(report["jobs"]), "only graddiff's jobs"
         assert {"w1-grid-split-graddiff", "w2-grid-single-graddiff"} <= set(report["jobs"])
-        assert report["jobs"]["chapter-pubg"] == "ran" and report["missing"] == ["w1-split-pubg-seed0", "w2-split-pubg-seed0"]
+        assert report["jobs"]["chapter-pubg"] == "ran" and [m for m in report["missing"] if "pubg" in m] == ["w1-split-pubg-seed0", "w2-split-pubg-seed0"]
         page = nbformat.read(book / "book" / "notebooks" / "pubg.ipynb", as_version=4)
         assert "w2-split-pubg-seed0" in page.cells[0].source and "no results" in page.cells[0].source
     finally:
