@@ -1,6 +1,7 @@
 # lvlmu: two commands for a fresh machine.
 #   make study   build the venv, run the study pipeline, build the book into _build/html
 #   make test    build the venv, install Chromium if missing, and run the test suite
+#   make tune    choose every method's settings on the tuning world (writes workflow/tuned.json, which the study reads)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= full
@@ -9,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: study test install chromium clean
+.PHONY: study tune test install chromium clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,6 +25,9 @@ install: $(VENV)/.installed
 
 study: $(VENV)/.installed
 	$(PY) -m lvlmu study --profile $(PROFILE)
+
+tune: $(VENV)/.installed
+	$(PY) -m lvlmu study --tune --profile $(PROFILE)
 
 # The book test opens the built pages in headless Chromium (Debian's package).
 chromium:

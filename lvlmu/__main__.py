@@ -12,6 +12,9 @@ def main(argv: list[str] | None = None) -> int:
     study = commands.add_parser("study", help="run the study through Snakemake (jobs whose key changed) and build the book")
     study.add_argument("--profile", default="full",
                        help="full (the study, the default), quick (a first look, and what CI runs), or a config file's path")
+    study.add_argument("--tune", action="store_true",
+                       help="run the tuning instead (`make tune`): every method's candidate settings on the tuning world, then "
+                            "the choice, written to the settings file the study reads (workflow/tuned.json)")
     study.add_argument("--force", action="store_true", help="rerun every job, reusing no result, even where its key is unchanged")
     study.add_argument("--no-book", action="store_true", help="run the jobs but do not build the book")
     study.add_argument("--only", default=None, metavar="METHOD",
@@ -35,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     task.add_argument("--only", default=None)
     task.add_argument("--fresh", action="store_true", help="reuse no earlier result")
     task.add_argument("--kernel", default=None)
+    task.add_argument("--tune", action="store_true", help="a job of the tuning (`make tune`), not of the study")
     versions = commands.add_parser("versions", help="check the declared versions of the code against versions.json")
     versions.add_argument("--record", action="store_true", help="write the table (refused while code changed without a version bump)")
     add_unlearn_command(commands)
@@ -79,7 +83,7 @@ def study_command(args) -> int:
     try:
         report = run_study(args.profile, build=not args.no_book, force=args.force, kernel=args.kernel, jobs_at_once=args.jobs,
                            only=args.only, native_isa=args.native_isa, dry_run=args.dry_run, retry_failed=args.retry_failed,
-                           snakemake_profile=args.snakemake_profile)
+                           snakemake_profile=args.snakemake_profile, tune=args.tune)
     except ValueError as error:
         print(f"[lvlmu] {error}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .study import REPO_DIR, StudyConfig, book_job, book_sources, notebook_parameters, done_record, get_profile, grid_runs, jobs, relative
+from .study import REPO_DIR, StudyConfig, book_job, book_sources, notebook_parameters, done_record, get_profile, grid_runs, plan_jobs, relative
 from .unlearn.methods import METHODS
 
 SNAKEFILE = REPO_DIR / "workflow" / "Snakefile"
@@ -41,12 +41,13 @@ def snakemake_command(config_file: Path, book_dir: Path, cores: int, force: bool
 def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = REPO_DIR, artifacts: str | os.PathLike | None = None,
               build: bool = True, force: bool = False, kernel: str | None = None, log=print, jobs_at_once: int = 2,
               only: str | None = None, native_isa: bool = False, dry_run: bool = False, retry_failed: bool = False,
-              snakemake_profile: str | None = None) -> dict:
+              snakemake_profile: str | None = None, tune: bool = False) -> dict:
     """Run every job whose key changed (all of them with `force`), `jobs_at_once` cores' worth at a time, then build
     the book. Returns each job's status ("ran" or "cached", "with failures" when some of its runs or its chapter failed;
     "failed" when the job itself did; "not run" when a job it needs failed), the failures by run or chapter (kept in
     the done-records, and reported every time until `retry_failed` or a new key runs them again), the runs without
-    results, and where the book is. `only` runs one method's grid jobs."""
+    results, and where the book is. `only` runs one method's grid jobs. `tune` runs the tuning instead (`make tune`:
+    lvlmu.study.tuning_jobs), which writes the settings file and builds no book."""
     config = get_profile(config) if isinstance(config, str) else config
     if only is not None and only not in METHODS:
         raise ValueError(f"unknown method {only!r} for --only; the methods are {sorted(METHODS)}")
@@ -55,14 +56,16 @@ def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = 
         stage_book_sources(book_dir)
     artifacts = Path(artifacts).resolve() if artifacts is not None else book_dir / "artifacts"
     a = relative(artifacts, book_dir)
-    settings = {"only": only, "fresh": force, "kernel": kernel, "artifacts": str(a), "book": build, "native_isa": native_isa, "gpus": 0}
+    build = build and not tune
+    settings = {"only": only, "fresh": force, "kernel": kernel, "artifacts": str(a), "book": build, "native_isa": native_isa, "gpus": 0,
+                "tune": tune}
     artifacts.mkdir(parents=True, exist_ok=True)
     if snakemake_profile is not None:  # its config entries (grid_jobs, gpus) shape the plan: this process plans with them too
         config, settings = apply_profile_config(Path(snakemake_profile), config, settings)
     with study_lock(book_dir) as lock:
         config_file = artifacts / "study-config.json"
         config_file.write_text(json.dumps({**notebook_parameters(config), **settings}, indent=1))
-        plan = jobs(config, artifacts, book_dir, only)
+        plan = plan_jobs(config, artifacts, book_dir, only, tune)
         if build:
             plan["book"] = book_job([j for j in plan.values() if j.kind == "chapter"], book_dir)
         keys = {name: job.key for name, job in plan.items()}
@@ -80,7 +83,7 @@ def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = 
         result = subprocess.run(snakemake_command(config_file, book_dir, jobs_at_once, force, dry_run, extra), pass_fds=(lock,))
     if dry_run:
         return {"returncode": result.returncode}
-    return _report(config, book_dir, a, keys, before, started, started_ns, result.returncode, build, log)
+    return _report(config, book_dir, a, keys, before, started, started_ns, result.returncode, build, log, tune)
 
 
 def apply_profile_config(profile: Path, config: StudyConfig, settings: dict) -> tuple[StudyConfig, dict]:
@@ -122,7 +125,7 @@ def study_lock(book_dir: Path):
 
 
 def _report(config: StudyConfig, book_dir: Path, a: Path, keys: dict, before: dict, started: float, started_ns: int,
-            returncode: int, build: bool, log) -> dict:
+            returncode: int, build: bool, log, tune: bool = False) -> dict:
     """What each job did, from its done-record: "ran", "cached", "failed" or "not run"."""
     names = list(keys)
     report: dict = {"jobs": {}, "failed": {}, "book": None, "seconds": time.time() - started, "complete": returncode == 0}
@@ -143,7 +146,7 @@ def _report(config: StudyConfig, book_dir: Path, a: Path, keys: dict, before: di
             report["jobs"][name] += " with failures"
     if build and (book_dir / "_build" / "html" / "index.html").exists() and report["jobs"].get("book") in ("ran", "cached"):
         report["book"] = str(book_dir / "_build" / "html")
-    runs = grid_runs(config, a)
+    runs = {} if tune else grid_runs(config, a)
     from .unlearn.results import has_results
 
     report["missing"] = [name for name, run in runs.items() if not has_results(run, book_dir)]

@@ -19,6 +19,7 @@ from .pretrain import PretrainConfig, pretrain_key
 from .probe.suite import ProbeConfig, probe_key, study_probe_config
 from .unlearn.grid import UnlearnGrid, UnlearnRun
 from .unlearn.run import unlearn_key
+from .unlearn.tuning import PROBES as TUNING_PROBES, SETTINGS_FILE, TuningPlan, load_settings
 from .versions import result_key, units
 from .vision import VisionPretrainConfig, vision_key
 from .world import WorldConfig
@@ -48,6 +49,10 @@ class StudyConfig:
     # "method": one job per method and setting runs its seeds and people in one process (on two cores, a process per
     # run would spend 10 s on imports for each of the grid's 141 runs); "run": one job per run, as a cluster wants.
     grid_jobs: str = "method"
+    # Each method's settings: chosen on the tuning world by `make tune` (what `tuning` tries) and read from this file
+    # (relative to the repository); the grid's own hyperparameters, where it gives some, win. None: the grid's alone.
+    settings: str | None = SETTINGS_FILE
+    tuning: TuningPlan = field(default_factory=TuningPlan)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "worlds", tuple(self.worlds))
@@ -61,9 +66,26 @@ class StudyConfig:
             raise ValueError(f"world {self.world.seed} is the tuning world (world.seed) and cannot also report results; "
                              f"the reporting worlds are {list(self.worlds)}")
 
+    def settings_path(self) -> Path | None:
+        return None if self.settings is None else REPO_DIR / self.settings
+
     def world_config(self, seed: int) -> WorldConfig:
         """The world of `seed`: the study's sizes, its own people and photographs."""
         return replace(self.world, seed=seed)
+
+
+def tuned(config: StudyConfig) -> StudyConfig:
+    """The study with each method's tuned settings in its grid (lvlmu.unlearn.tuning), under the grid's own where it
+    gives some; the same study again when it has no settings file. Stops, naming what is wrong, when the file is
+    missing, lacks a method of the grid, or was tuned on a reporting world."""
+    if config.settings is None:
+        return config
+    grid = config.unlearn
+    split_methods = dict.fromkeys([*grid.methods, *(v["method"] for v in grid.split_variants.values())])
+    chosen = load_settings(config.settings_path(), {"split": tuple(split_methods), "single": grid.single_methods}, config.worlds)
+    merged = {setting: {m: {**chosen[setting].get(m, {}), **own.get(m, {})} for m in dict.fromkeys([*chosen[setting], *own])}
+              for setting, own in (("split", grid.split_hyperparameters), ("single", grid.single_hyperparameters))}
+    return replace(config, unlearn=replace(grid, split_hyperparameters=merged["split"], single_hyperparameters=merged["single"]))
 
 
 def world_label(seed: int) -> str:
@@ -160,7 +182,7 @@ def world_dirs(a: Path, label: str) -> dict[str, Path]:
 def grid_runs(config: StudyConfig, artifacts: Path) -> dict[str, dict]:
     """Each run of the grid as the chapters read it: its world, setting, method, seed, forget, and where its model and
     results lie."""
-    out = {}
+    config, out = tuned(config), {}
     for label in map(world_label, config.worlds):
         d = world_dirs(artifacts, label)
         for run in config.unlearn.runs():
@@ -172,11 +194,13 @@ def grid_runs(config: StudyConfig, artifacts: Path) -> dict[str, dict]:
 
 def chapter_worlds(config: StudyConfig, artifacts: Path) -> dict[str, dict]:
     """Each reporting world as the chapters read it: where its world, its oracle and its reference probes lie."""
-    out = {}
-    for label in map(world_label, config.worlds):
-        d = world_dirs(artifacts, label)
-        out[label] = {"world_dir": str(d["world"]), "reference_results_dir": str(d["probes"]), "oracle_dir": str(d["models"] / "oracle")}
-    return out
+    return {label: world_entry(artifacts, label) for label in map(world_label, config.worlds)}
+
+
+def world_entry(artifacts: Path, label: str) -> dict[str, str]:
+    """Where one world's world, oracle and reference probes lie, as results are read (lvlmu.unlearn.results)."""
+    d = world_dirs(artifacts, label)
+    return {"world_dir": str(d["world"]), "reference_results_dir": str(d["probes"]), "oracle_dir": str(d["models"] / "oracle")}
 
 
 def notebook_parameters(config) -> dict:
@@ -203,36 +227,78 @@ PRIORITY = {"gate": 3, "second oracle": 2, "single grid": 2, "split grid": 1}
 def jobs(config: StudyConfig, artifacts: Path, book_dir: Path, only: str | None = None) -> dict[str, Job]:
     """Every job of the study, by name; paths relative to `book_dir`, where the jobs run. `only` (a method) keeps
     the grid jobs of that method alone; the chapters then read whatever results the other runs have."""
+    config = tuned(config)
     a = relative(artifacts, book_dir)
-    tuning = world_label(config.world.seed)
-    tuning_dir = world_dirs(a, tuning)["world"]
-    vision_dir = a / "models" / "vision"
-    vision = vision_key(config.vision, world_key(config.world))
-    out: list[Job] = [
-        Job(f"{tuning}-world", "world", world_key(config.world), {"world_dir": str(tuning_dir), "config": asdict(config.world)}),
-        Job("vision", "vision", vision, {"world_dir": str(tuning_dir), "out_dir": str(vision_dir), "config": asdict(config.vision)},
-            needs=(f"{tuning}-world",), threads=config.vision.threads, gpu=True, priority=PRIORITY["gate"]),
-    ]
+    vision_dir, vision, out = tuning_world_jobs(config, a)
     batches = grid_batches(config)
     if only is not None:
         kept = {run.name for run in config.unlearn.only(only).runs()}
         batches = {name: runs for name, runs in batches.items() if any(run.name in kept for _, run in runs)}
     for k, seed in enumerate(config.worlds):
-        out += world_jobs(config, world_label(seed), world_dirs(a, world_label(seed)), vision_dir, vision,
+        out += world_jobs(config, seed, world_dirs(a, world_label(seed)), vision_dir, vision,
                           {name: [run for _, run in runs] for name, runs in batches.items() if runs[0][0] == world_label(seed)},
                           second_oracle=k == 0)
     out += chapter_jobs(config, a, {job.name: job for job in out}, batches, book_dir)
     return {job.name: job for job in out}
 
 
-def world_jobs(config: StudyConfig, label: str, d: dict[str, Path], vision_dir: Path, vision: str,
+def tuning_world_jobs(config: StudyConfig, a: Path) -> tuple[Path, str, list[Job]]:
+    """The tuning world and the vision tower trained on it (shared by every world): where the tower lies, its key, and
+    the two jobs."""
+    tuning = world_label(config.world.seed)
+    tuning_dir = world_dirs(a, tuning)["world"]
+    vision_dir = a / "models" / "vision"
+    vision = vision_key(config.vision, world_key(config.world))
+    return vision_dir, vision, [
+        Job(f"{tuning}-world", "world", world_key(config.world), {"world_dir": str(tuning_dir), "config": asdict(config.world)}),
+        Job("vision", "vision", vision, {"world_dir": str(tuning_dir), "out_dir": str(vision_dir), "config": asdict(config.vision)},
+            needs=(f"{tuning}-world",), threads=config.vision.threads, gpu=True, priority=PRIORITY["gate"]),
+    ]
+
+
+def tuning_jobs(config: StudyConfig, artifacts: Path, book_dir: Path) -> dict[str, Job]:
+    """`make tune`: the tuning world's base model and oracle, every method at every candidate setting of the tuning
+    plan (lvlmu.unlearn.tuning), then the choice, written to the settings file that the study reads."""
+    if config.settings is None:
+        raise ValueError("tuning writes its choice to the settings file: give the study config a `settings` path")
+    config = replace(config, probe=replace(config.probe, **TUNING_PROBES))  # what the rule reads, and no more
+    a = relative(artifacts, book_dir)
+    seed = config.world.seed
+    label, d = world_label(seed), world_dirs(a, world_label(seed))
+    vision_dir, vision, out = tuning_world_jobs(config, a)
+    runs = config.tuning.runs(config.unlearn)
+    batches: dict[str, list[UnlearnRun]] = {}
+    for run in runs:
+        batches.setdefault(f"{label}-tune-{run.setting}-{run.config.method}", []).append(run)
+    out += [job for job in world_jobs(config, seed, d, vision_dir, vision, batches, second_oracle=False) if job.name != f"{label}-world"]
+    tuning_runs = {f"{label}-{run.name}": {"world": label, "setting": run.setting, "method": run.config.method, "seed": run.config.seed,
+                                           "forget": run.config.forget, "model_dir": str(d["models"] / "unlearned" / run.name),
+                                           "results_dir": str(d["probes"] / run.name)} for run in runs}
+    by_name = {job.name: job for job in out}
+    needs = (*batches, f"{label}-probe-oracle", *(name for name in by_name if name.startswith(f"{label}-reference-")))
+    plan = notebook_parameters(config.tuning)
+    key = result_key(("tuning", "report"), {"plan": plan, "settings": config.settings}, {n: by_name[n].key for n in needs})
+    out.append(Job("tune-select", "select", key,
+                   {"runs": tuning_runs, "worlds": {label: world_entry(a, label)},
+                    "plan": plan, "tuning_world": {"seed": seed, "config": asdict(config.world)}, "out": str(config.settings_path())},
+                   needs=needs))
+    return {job.name: job for job in out}
+
+
+def plan_jobs(config: StudyConfig, artifacts: Path, book_dir: Path, only: str | None = None, tune: bool = False) -> dict[str, Job]:
+    """The study's jobs, or with `tune` the tuning's (`make tune`)."""
+    return tuning_jobs(config, artifacts, book_dir) if tune else jobs(config, artifacts, book_dir, only)
+
+
+def world_jobs(config: StudyConfig, seed: int, d: dict[str, Path], vision_dir: Path, vision: str,
                batches: dict[str, list[UnlearnRun]], second_oracle: bool) -> list[Job]:
     """One reporting world's jobs, named "<label>-...": its world, its base and oracle (and, for the first world, a
     second oracle of another seed, which the probe chapter compares), their probes, the single-image references and
     its grid jobs."""
     world_dir, models, probes = d["world"], d["models"], d["probes"]
     base_dir, oracle_dir = models / "base", models / "oracle"
-    world = world_key(config.world_config(int(label[1:])))
+    label = world_label(seed)
+    world = world_key(config.world_config(seed))
     n = lambda name: f"{label}-{name}"  # noqa: E731
     base_config = PretrainConfig(**{**asdict(config.pretrain), "exclude_roles": ()})
     oracle_config = PretrainConfig(**{**asdict(config.pretrain), "exclude_roles": ("forget",)})
@@ -242,7 +308,7 @@ def world_jobs(config: StudyConfig, label: str, d: dict[str, Path], vision_dir: 
     model_keys = {name: pretrain_key(c, world, vision) for name, c in pretrained.items()}
     probe_parameters = notebook_parameters(config.probe)
     probe_config = study_probe_config(probe_parameters, str(base_dir))
-    out = [Job(n("world"), "world", world, {"world_dir": str(world_dir), "config": asdict(config.world_config(int(label[1:])))})]
+    out = [Job(n("world"), "world", world, {"world_dir": str(world_dir), "config": asdict(config.world_config(seed))})]
     for name, pretrain_config in pretrained.items():
         out.append(Job(n(name), "pretrain", model_keys[name], {"world_dir": str(world_dir), "vision_dir": str(vision_dir),
                                                                 "out_dir": str(models / name), "config": asdict(pretrain_config)},
@@ -257,7 +323,7 @@ def world_jobs(config: StudyConfig, label: str, d: dict[str, Path], vision_dir: 
                        priority=PRIORITY["second oracle" if name == "oracle_seed1" else "gate"]))
     # The base and the oracle probed on each single-image person alone: every method's run on that person reads them.
     reference_keys = [probe_key(probe_config, world, model_keys[m], model_keys["base"]) for m in ("base", "oracle")]
-    for forget in sorted({run.config.forget for run in config.unlearn.runs() if run.setting == "single"}):
+    for forget in sorted({run.config.forget for runs in batches.values() for run in runs if run.setting == "single"}):
         out.append(Job(n(f"reference-{forget.replace(':', '')}"), "reference", hash_json(reference_keys + [forget])[:16],
                        {"world_dir": str(world_dir), "forget": forget, "base_dir": str(base_dir), "oracle_dir": str(oracle_dir),
                         "reference_results_dir": str(probes), "probe_config": probe_parameters},

@@ -16,16 +16,17 @@ import traceback
 from pathlib import Path
 
 from .io import exit_on_sigterm, package_versions, write_json
-from .study import CHAPTER_TITLES, REPO_DIR, Job, StudyConfig, done_record, from_mapping, jobs, recorded
+from .study import CHAPTER_TITLES, REPO_DIR, Job, StudyConfig, done_record, from_mapping, plan_jobs, recorded
 
 KERNEL_NAME = "lvlmu"
 
 
 def run_task(name: str, config: StudyConfig, artifacts: Path, key: str, only: str | None = None, fresh: bool = False,
-             kernel: str | None = None) -> dict:
-    """Run the job `name` of the study in the current directory (the book's); returns its done-record."""
+             kernel: str | None = None, tune: bool = False) -> dict:
+    """Run the job `name` of the study (of the tuning, with `tune`) in the current directory (the book's); returns its
+    done-record."""
     book_dir = Path.cwd()
-    plan = jobs(config, artifacts, book_dir, only)
+    plan = plan_jobs(config, artifacts, book_dir, only, tune)
     if name == "book":
         from .study import book_job
 
@@ -127,6 +128,25 @@ def _grid(job: Job, book_dir: Path, fresh: bool, kernel) -> dict:
             failed[run["name"]] = "".join(traceback.format_exception(error)[-8:])
             print(f"[lvlmu] {run['name']}: FAILED: {error}", flush=True)
     return failed
+
+
+def _select(job: Job, book_dir: Path, fresh: bool, kernel) -> None:
+    """The tuning's choice: every method's setting by the rule of lvlmu.unlearn.tuning, written to the settings file
+    (JSON, which the study reads) and beside it as the methods chapter's tuning section (Markdown)."""
+    import datetime
+    import subprocess
+
+    from .io import write_json
+    from .unlearn.tuning import TuningPlan, settings_markdown, tune
+
+    spec = job.spec
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True).stdout.strip() or "unknown"
+    record = tune(spec["runs"], spec["worlds"], TuningPlan(**spec["plan"]), spec["tuning_world"], commit,
+                  datetime.date.today().isoformat())
+    out = Path(spec["out"])
+    write_json(out, record)
+    out.with_suffix(".md").write_text(settings_markdown(record))
+    print(f"[lvlmu] chose every method's settings: {out}", flush=True)
 
 
 def default_kernel() -> str:
@@ -232,7 +252,7 @@ def build_book(book_dir: Path, warnings_as_errors: bool = True) -> Path:
 
 
 RUNNERS = {"world": _world, "vision": _vision, "pretrain": _pretrain, "probe": _probe, "reference": _reference,
-           "grid": _grid, "chapter": _chapter, "book": _book}
+           "grid": _grid, "select": _select, "chapter": _chapter, "book": _book}
 
 
 def task_command(args) -> int:
@@ -240,7 +260,7 @@ def task_command(args) -> int:
     exit_on_sigterm()  # torch reads its thread count from OMP_NUM_THREADS, which the Snakefile sets per job
     config = from_mapping(StudyConfig, json.loads(args.config), "--config")
     try:
-        record = run_task(args.name, config, Path(args.artifacts), args.key, args.only, args.fresh, args.kernel)
+        record = run_task(args.name, config, Path(args.artifacts), args.key, args.only, args.fresh, args.kernel, args.tune)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"[lvlmu] {args.name}: {error}", file=sys.stderr)
         return 1

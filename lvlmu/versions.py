@@ -42,6 +42,8 @@ CORE_UNITS: dict[str, tuple[str, tuple[str, ...]]] = {
     "unlearn": ("unlearn.run:UNLEARN_VERSION", ("unlearn/run.py", "unlearn/data.py", "unlearn/methods.py", "unlearn/grid.py")),
     # unlearn/results.py decides which people and references a grid run is probed on (probe_run).
     "probe": ("probe.suite:PROBE_VERSION", ("probe/suite.py", "probe/generate.py", "unlearn/results.py")),
+    # The tuning's selection rule (lvlmu.unlearn.tuning): which setting of each method the study runs.
+    "tuning": ("unlearn.tuning:TUNING_VERSION", ("unlearn/tuning.py",)),
     "report": ("report:REPORT_VERSION", ("report/figures.py", "report/claims.py", "report/intervals.py", "report/findings.py",
                                          "report/environment.py", "probe/compare.py",
                                          "probe/recall.py", "unlearn/results.py", "adapt.py", "estimate.py")),

@@ -3,19 +3,37 @@ import json
 
 import pytest
 
-from lvlmu.unlearn.tuning import LEAK, RETAIN, TuningPlan, choose, load_settings, pareto_front
+from collections import Counter
+from dataclasses import replace
+
+import pandas as pd
+
+from lvlmu.study import StudyConfig, tuned
+from lvlmu.unlearn.grid import UnlearnGrid
+from lvlmu.unlearn.tuning import LEAK, RETAIN, TuningPlan, choose, load_settings, pareto_front, select, settings_markdown, settings_record
 
 
 def point(lr, leak, retain):
     return {"learning_rate": lr, LEAK: leak, RETAIN: retain}
 
 
-def test_every_method_gets_the_same_budget():
-    plan = TuningPlan(extra={"pubg": {"weights": {"suppress": 0.1}}})
-    sizes = {len(plan.candidates(m, s)) for m in ("ga", "siu", "pubg") for s in ("split", "single")}
-    assert sizes == {plan.budget}
-    assert {c["batch_size"] for c in plan.candidates("ga", "single")} == {plan.single_batch_size}
-    assert all(c["weights"] == {"suppress": 0.1} for c in plan.candidates("pubg", "split"))
+def test_every_method_gets_the_same_budget_and_no_augmentation():
+    plan = TuningPlan(learning_rates=(2e-4, 8e-4), single_people=2)
+    grid = UnlearnGrid(methods=("ga", "pubg"), single_methods=("siu", "ga"), split_variants={"ga-x4": {"method": "ga", "learning_rate_factor": 4}})
+    runs = plan.runs(grid)
+    per_method = Counter((r.setting, r.config.method) for r in runs)
+    assert per_method == {("split", "ga"): 2, ("split", "pubg"): 2, ("single", "siu"): 4, ("single", "ga"): 4}  # 2 rates x 2 people
+    assert {r.config.batch_size for r in runs if r.setting == "single"} == {plan.single_batch_size}
+    assert {r.config.augment_shift for r in runs} == {0} and {r.config.steps for r in runs} == {grid.steps}
+    assert {r.config.forget for r in runs if r.setting == "single"} == {"split:0", "split:1"}
+    assert len({r.name for r in runs}) == len(runs)
+
+
+def test_a_variant_is_its_method_tuned_setting_pushed_by_a_fixed_factor():
+    grid = UnlearnGrid(methods=("ga",), single_methods=(), split_hyperparameters={"ga": {"learning_rate": 3e-4, "batch_size": 32}},
+                       split_variants={"ga-x4": {"method": "ga", "learning_rate_factor": 4}})
+    variant = next(r for r in grid.runs() if r.label == "ga-x4")
+    assert variant.config.learning_rate == pytest.approx(1.2e-3) and variant.config.batch_size == 32
 
 
 def test_the_front_keeps_points_no_other_beats_on_both_measures():
@@ -43,3 +61,66 @@ def test_a_settings_file_missing_a_method_or_tuned_on_a_reporting_world_stops_th
         load_settings(path, {"split": ("ga", "npo"), "single": ("ga",)}, (1, 2, 3))
     with pytest.raises(ValueError, match="seed 100, which is a reporting world"):
         load_settings(path, {"split": ("ga",)}, (100, 101))
+
+
+def test_select_chooses_per_setting_and_method_from_the_means_over_people():
+    plan = TuningPlan(learning_rates=(2e-4, 8e-4), single_people=2)
+    rows = [("split", "ga", 2e-4, 0.6, 0.9), ("split", "ga", 8e-4, 0.0, 0.8),
+            ("single", "ga", 2e-4, 0.5, 0.9), ("single", "ga", 2e-4, 0.1, 0.9),  # mean leak 0.3
+            ("single", "ga", 8e-4, 0.0, 0.2), ("single", "ga", 8e-4, 0.0, 0.4)]  # mean retain 0.3
+    frame = pd.DataFrame(rows, columns=["setting", "method", "learning rate", LEAK, RETAIN])
+    oracles = {"split": {LEAK: 0.0, RETAIN: 0.9}, "single": {LEAK: 0.0, RETAIN: 0.9}}
+    chosen, table = select(frame, oracles, plan)
+    assert chosen == {"single": {"ga": {"learning_rate": 2e-4, "batch_size": 8}}, "split": {"ga": {"learning_rate": 8e-4, "batch_size": 32}}}
+    assert table["chosen"].sum() == 2 and set(table["runs"]) == {1, 2}
+    record = settings_record(chosen, table, oracles, {"seed": 0}, plan, "abc", "2026-12-04")
+    page = settings_markdown(record)
+    assert "world 0" in page and "2026-12-04" in page and "**chosen**" in page and "nearest the oracle" in page
+
+
+def test_the_study_reads_its_settings_under_the_grid_own_and_names_what_the_file_lacks(tmp_path):
+    path = tmp_path / "tuned.json"
+    chosen = {"split": {"ga": {"learning_rate": 8e-4, "batch_size": 32}, "npo": {"learning_rate": 4e-4, "batch_size": 32}},
+              "single": {"ga": {"learning_rate": 2e-4, "batch_size": 8}}}
+    path.write_text(json.dumps({"tuning_world": {"seed": 0}, "chosen": chosen}))
+    grid = UnlearnGrid(methods=("ga", "npo"), single_methods=("ga",), single_people=1, split_variants={},
+                       split_hyperparameters={"npo": {"learning_rate": 1e-4}})
+    study = tuned(StudyConfig(unlearn=grid, settings=str(path)))
+    configs = {(r.setting, r.config.method): r.config for r in study.unlearn.runs()}
+    assert configs[("split", "ga")].learning_rate == 8e-4 and configs[("single", "ga")].batch_size == 8
+    assert configs[("split", "npo")].learning_rate == 1e-4 and configs[("split", "npo")].batch_size == 32  # the grid's own wins
+    assert tuned(study) == study  # reading the file again changes nothing
+    with pytest.raises(ValueError, match="no tuned setting for split: kl"):
+        tuned(StudyConfig(unlearn=replace(grid, methods=("ga", "kl")), settings=str(path)))
+    with pytest.raises(ValueError, match="tuned on world seed 0, which is a reporting world"):
+        tuned(StudyConfig(unlearn=grid, settings=str(path), worlds=(0,), world=replace(StudyConfig().world, seed=9)))
+
+
+def test_make_tune_runs_every_candidate_on_the_tuning_world_and_writes_the_settings_the_study_reads(tmp_path):
+    from conftest import MICRO_PRETRAIN, MICRO_VISION, MICRO_WORLD
+    from lvlmu.engine import run_study
+    from lvlmu.probe.suite import ProbeConfig
+    from lvlmu.study import jobs
+
+    settings = tmp_path / "tuned.json"
+    grid = UnlearnGrid(methods=("ga",), single_methods=("siu",), single_people=1, steps=2, split_variants={})
+    study = StudyConfig(MICRO_WORLD, MICRO_VISION, replace(MICRO_PRETRAIN, epochs=1), eval_max_per_group=8,
+                        probe=ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip",)), unlearn=grid, worlds=(1,),
+                        settings=str(settings), tuning=TuningPlan(learning_rates=(1e-4, 3e-3), split_batch_size=8, single_batch_size=4, single_people=1))
+    book = tmp_path / "book"
+    report = run_study(study, book_dir=book, tune=True, log=lambda *_: None)
+    assert report["failed"] == {} and set(report["jobs"].values()) == {"ran"}
+    # the tuning world alone (the micro world's seed, 3): no reporting world is touched, no book is built
+    assert not (book / "artifacts" / "w1").exists() and report["book"] is None
+    assert {"w3-base", "w3-oracle", "w3-tune-split-ga", "w3-tune-single-siu", "tune-select"} <= set(report["jobs"])
+    record = json.loads(settings.read_text())
+    assert record["tuning_world"]["seed"] == 3 and len(record["table"]) == 4  # 2 rates x (split ga, single siu)
+    assert record["chosen"]["split"]["ga"]["learning_rate"] in (1e-4, 3e-3) and record["chosen"]["single"]["siu"]["batch_size"] == 4
+    assert "**chosen**" in settings.with_suffix(".md").read_text()
+    # the study reads the choice: its runs use the chosen settings
+    plan = jobs(study, book / "artifacts", book)
+    configs = {run["name"]: run["config"] for job in plan.values() if job.kind == "grid" for run in job.spec["runs"]}
+    assert configs["w1-split-ga-seed0"]["learning_rate"] == record["chosen"]["split"]["ga"]["learning_rate"]
+    assert configs["w1-single-siu-person0-seed0"]["batch_size"] == 4
+    # unchanged, nothing reruns
+    assert set(run_study(study, book_dir=book, tune=True, log=lambda *_: None)["jobs"].values()) == {"cached"}

@@ -6,38 +6,18 @@ from dataclasses import dataclass, field, replace
 from .methods import METHODS
 from .run import UnlearnConfig
 
-# Per-method hyperparameters for each setting, chosen on the tuning world (world seed 0, never reported), unlearning
-# seed 0, with benchmarks/sweep_unlearning.py:
-# for each method, the gentlest setting tried whose name leak on never-trained photographs fell below 10%
-# (GA-like methods trade retain recognition for it; the compare chapter reports by how much). GradDiff and NPO at
-# 2e-4 met it on seed 0 but leaked 41-44% on seed 1, so they run at 3e-4. Every method otherwise
-# runs the same 30 steps, data and seeds. Missing methods take UnlearnConfig's defaults.
-SPLIT_HYPERPARAMETERS: dict[str, dict] = {
-    "ga": {"learning_rate": 2e-4, "batch_size": 32},
-    "graddiff": {"learning_rate": 3e-4, "batch_size": 32},
-    "kl": {"learning_rate": 6e-4, "batch_size": 32, "weights": {"retain": 5.0}},
-    "npo": {"learning_rate": 3e-4, "batch_size": 32, "weights": {"retain": 5.0}},
-    "idk": {"learning_rate": 6e-4, "batch_size": 32},
-    "dpo": {"learning_rate": 4e-3, "batch_size": 32},
-    "random": {"learning_rate": 6e-4, "batch_size": 32},
-    # PUBG trades leak against retain recognition steeply here (seed-0 sweep): retain x2 leaked 12% of names, retain x1
-    # stopped them; a gradient-ascent weight of 0.3 or more cost 20 to 70 more points of retain recognition.
-    "pubg": {"learning_rate": 6e-4, "batch_size": 32, "weights": {"suppress": 0.1}},
-    # Eight people at once: more T4 (other people's QA) and no repeats of the targets, which would crowd it out.
-    "siu": {"learning_rate": 2e-3, "batch_size": 32, "target_repeats": 1, "other_qa": 128},
-}
-# Extra runs on the forget split, each a method at other hyperparameters, named: what the same method does when pushed
-# harder (the papers' GA aftermath, degenerate text, appears only there in our world).
+# Each method's settings come from the tuning world (lvlmu.unlearn.tuning, `make tune`), through the study's settings
+# file; a grid may still give its own (they win), as the tests' micro grids do. Every method otherwise runs the same
+# steps, data and seeds.
+# Extra runs on the forget split, each a method pushed harder than its tuned setting: its learning rate times
+# `learning_rate_factor` (the papers' GA aftermath, degenerate text, appears only there in our world). Derived from the
+# tuned setting by a fixed factor, a variant needs no tuning of its own.
 SPLIT_VARIANTS: dict[str, dict] = {
-    "ga-lr1e-3": {"method": "ga", "learning_rate": 1e-3, "batch_size": 32},
-    "graddiff-lr8e-4": {"method": "graddiff", "learning_rate": 8e-4, "batch_size": 8},
+    "ga-x4": {"method": "ga", "learning_rate_factor": 4.0},
+    "graddiff-x4": {"method": "graddiff", "learning_rate_factor": 4.0},
 }
-SINGLE_HYPERPARAMETERS: dict[str, dict] = {
-    "siu": {"learning_rate": 6e-4, "batch_size": 16, "augment_shift": 2},
-}
-# In the single-image setting, the other methods run at their split settings with a quarter of the batch: one
-# photograph gives a handful of examples, which a batch of 32 only repeats (a seed-0 check on the first forget person
-# stopped every method's name leak at batch 8).
+# Without a tuned single-image setting, a method runs its split setting at this batch: one photograph gives a handful
+# of examples, which a batch of 32 only repeats.
 SINGLE_BATCH_SIZE = 8
 
 
@@ -64,8 +44,8 @@ class UnlearnGrid:
     single_methods: tuple[str, ...] = tuple(METHODS)
     single_people: int = 8  # every forget person of the default world
     steps: int = 30
-    split_hyperparameters: dict[str, dict] = field(default_factory=lambda: dict(SPLIT_HYPERPARAMETERS))
-    single_hyperparameters: dict[str, dict] = field(default_factory=lambda: dict(SINGLE_HYPERPARAMETERS))
+    split_hyperparameters: dict[str, dict] = field(default_factory=dict)
+    single_hyperparameters: dict[str, dict] = field(default_factory=dict)
     split_variants: dict[str, dict] = field(default_factory=lambda: dict(SPLIT_VARIANTS))
     threads: int = 1
 
@@ -83,13 +63,23 @@ class UnlearnGrid:
             for method in self.methods:
                 config = self.config(seed, "split", "trained", {"method": method, **self.split_hyperparameters.get(method, {})})
                 runs.append(UnlearnRun(f"split-{method}-seed{seed}", "split", config))
-            for name, overrides in self.split_variants.items():
-                runs.append(UnlearnRun(f"split-{name}-seed{seed}", "split", self.config(seed, "split", "trained", overrides), label=name))
+            for name, variant in self.split_variants.items():
+                runs.append(UnlearnRun(f"split-{name}-seed{seed}", "split", self.config(seed, "split", "trained", self.variant_overrides(variant)),
+                                       label=name))
             for method in self.single_methods:
                 for k in range(self.single_people):
                     config = self.config(seed, f"split:{k}", "single", {"method": method, **self.single_overrides(method)})
                     runs.append(UnlearnRun(f"single-{method}-person{k}-seed{seed}", "single", config))
         return runs
+
+    def variant_overrides(self, variant: dict) -> dict:
+        """A variant's settings: its method's split setting, its learning rate times `learning_rate_factor`, then the
+        variant's other fields."""
+        variant = dict(variant)
+        factor = variant.pop("learning_rate_factor", 1.0)
+        base = {**self.split_hyperparameters.get(variant["method"], {}), **variant}
+        learning_rate = base.get("learning_rate", UnlearnConfig.learning_rate)
+        return {**base, "learning_rate": learning_rate * factor}
 
     def single_overrides(self, method: str) -> dict:
         """A method's settings for one person from one image: its own if it has some, else its split settings at

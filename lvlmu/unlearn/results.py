@@ -48,7 +48,7 @@ def collect_runs(runs: dict[str, dict], worlds: dict[str, dict]) -> tuple[pd.Dat
         people = None if run["forget"] == "split" else resolve_forget(world, run["forget"])
         oracle = reference_results(worlds[run["world"]]["reference_results_dir"], "oracle", people)
         quality, counted = None, None
-        if (oracle / "summary.json").exists():
+        if (oracle / "summary.json").exists() and store.has_metric("truth_ratio"):
             ours, theirs = paired_truth_ratios(store, ProbeStore.read(oracle))
             quality, counted = forget_quality(ours, theirs), min(len(ours), len(theirs))
         rows.append({"run": name, "world": run["world"], "setting": run["setting"], "method": run["method"], "seed": run["seed"],

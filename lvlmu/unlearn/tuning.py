@@ -4,42 +4,72 @@ one selection rule picks its setting, and the reporting worlds read the chosen s
 The rule (fixed before any result, and different from every claim's bound): among a method's settings on the tuning
 world, keep the Pareto front of (name leak on never-trained photographs, lower is better; retain people still named,
 higher is better), and choose the point of that front nearest the oracle's own point (its leak and its retain
-recognition on the tuning world), in Euclidean distance; ties go to the lower learning rate. The oracle is the
-model unlearning aims at, so the rule asks "which setting looks most like never having learned", without any of the
-bounds the claims then test.
+recognition on the tuning world, on the same people), in Euclidean distance; ties go to the lower learning rate.
+The oracle is the model unlearning aims at, so the rule asks "which setting looks most like never having learned",
+without any of the bounds the claims then test.
+
+The budget is the same for every method and setting: the learning rates of `TuningPlan`, at the setting's batch and
+with no augmentation; every other argument stays at the method's default (lvlmu.unlearn.run.UnlearnConfig).
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pandas as pd
+
+from .grid import UnlearnGrid, UnlearnRun
+
+TUNING_VERSION = 1  # the selection rule's code (see lvlmu.versions)
 LEAK, RETAIN = "name leak: unseen images", "retain names"
-SETTINGS_FILE = Path(__file__).resolve().parents[2] / "workflow" / "tuned.json"
-# One budget for every method: the same learning rates, each at the method's own loss weights (the papers' defaults).
-LEARNING_RATES = (1e-4, 2e-4, 4e-4, 8e-4, 1.6e-3, 3.2e-3)
+SETTINGS_FILE = "workflow/tuned.json"  # relative to the repository
+# One budget for every method: a factor-2 ladder of learning rates, each at the method's own loss weights.
+LEARNING_RATES = (2e-4, 4e-4, 8e-4, 1.6e-3, 3.2e-3)
+# What the rule reads, and all the tuning runs are probed for: name leaks (no perturbed photographs) and utility.
+PROBES = {"metrics": ("privacy", "utility"), "perturbations": ()}
 
 
 @dataclass(frozen=True)
 class TuningPlan:
-    """What the tuning world tries: each method at each learning rate, in each setting, at the setting's batch."""
+    """What the tuning world tries: each method at each learning rate, in each setting, at the setting's batch; in the
+    single-image setting, on each of the first `single_people` forget people alone, from one image."""
 
     learning_rates: tuple[float, ...] = LEARNING_RATES
     split_batch_size: int = 32
     single_batch_size: int = 8
-    single_people: int = 2  # forget people of the tuning world tuned on one at a time, from one image
-    seeds: tuple[int, ...] = (0,)
-    extra: dict[str, dict] = field(default_factory=dict)  # fixed overrides per method (the same for every learning rate)
+    single_people: int = 2
 
-    def candidates(self, method: str, setting: str) -> list[dict]:
-        """The method's settings to try: as many for every method (the budget)."""
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "learning_rates", tuple(self.learning_rates))
+        if not self.learning_rates or min(self.learning_rates) <= 0 or self.single_people < 1:
+            raise ValueError("a tuning plan needs positive learning rates and at least one single-image person")
+
+    def candidates(self, setting: str) -> list[dict]:
+        """The settings every method tries in `setting` (the budget): the same for every method."""
         batch = self.split_batch_size if setting == "split" else self.single_batch_size
-        return [{"learning_rate": lr, "batch_size": batch, **self.extra.get(method, {})} for lr in self.learning_rates]
+        return [{"learning_rate": lr, "batch_size": batch} for lr in self.learning_rates]
 
     @property
     def budget(self) -> int:
         return len(self.learning_rates)
+
+    def runs(self, grid: UnlearnGrid) -> list[UnlearnRun]:
+        """The tuning runs: the grid's methods (and its variants' methods) on the forget split, its single-image
+        methods on each tuning person, at every candidate; one unlearning seed, the grid's steps."""
+        split_methods = dict.fromkeys([*grid.methods, *(v["method"] for v in grid.split_variants.values())])
+        out = []
+        for method in split_methods:
+            for c in self.candidates("split"):
+                config = grid.config(0, "split", "trained", {"method": method, **c})
+                out.append(UnlearnRun(f"tune-split-{method}-lr{c['learning_rate']:g}", "split", config))
+        for method in grid.single_methods:
+            for c in self.candidates("single"):
+                for k in range(self.single_people):
+                    config = grid.config(0, f"split:{k}", "single", {"method": method, **c})
+                    out.append(UnlearnRun(f"tune-single-{method}-lr{c['learning_rate']:g}-person{k}", "single", config))
+        return out
 
 
 def pareto_front(points: list[dict]) -> list[dict]:
@@ -57,13 +87,90 @@ def choose(points: list[dict], oracle: dict) -> dict:
     front = pareto_front(points)
     if not front:
         raise ValueError("no setting has both a leak and a retain figure: nothing to choose from")
-    return min(front, key=lambda p: (math.hypot(p[LEAK] - oracle[LEAK], p[RETAIN] - oracle[RETAIN]), p["learning_rate"]))
+    return min(front, key=lambda p: (distance(p, oracle), p["learning_rate"]))
 
 
-def settings_record(chosen: dict[str, dict[str, dict]], table: list[dict], tuning_world: dict, plan: TuningPlan, commit: str, date: str) -> dict:
+def distance(point: dict, oracle: dict) -> float:
+    return math.hypot(point[LEAK] - oracle[LEAK], point[RETAIN] - oracle[RETAIN])
+
+
+def select(frame: pd.DataFrame, oracles: dict[str, dict], plan: TuningPlan) -> tuple[dict[str, dict[str, dict]], pd.DataFrame]:
+    """Each method's chosen setting per setting, and the table it was chosen from. `frame` holds the tuning runs (one
+    row each: setting, method, learning rate and the two measures, as lvlmu.unlearn.results.collect_runs gives them);
+    `oracles` the oracle's point per setting."""
+    chosen: dict[str, dict[str, dict]] = {}
+    rows = []
+    for (setting, method), runs in frame.groupby(["setting", "method"], sort=True):
+        means = runs.groupby("learning rate")[[LEAK, RETAIN]].mean()
+        points = [{"learning_rate": float(lr), LEAK: m[LEAK], RETAIN: m[RETAIN]} for lr, m in means.iterrows()]
+        best = choose(points, oracles[setting])
+        front = pareto_front(points)
+        for p in points:
+            rows.append({"setting": setting, "method": method, "learning rate": p["learning_rate"], LEAK: p[LEAK], RETAIN: p[RETAIN],
+                         "runs": int((runs["learning rate"] == p["learning_rate"]).sum()), "on the front": p in front,
+                         "distance to the oracle": distance(p, oracles[setting]), "chosen": p is best})
+        candidate = next(c for c in plan.candidates(setting) if math.isclose(c["learning_rate"], best["learning_rate"]))
+        chosen.setdefault(setting, {})[method] = candidate
+    return chosen, pd.DataFrame(rows)
+
+
+def oracle_points(worlds: dict[str, dict], plan: TuningPlan) -> dict[str, dict]:
+    """The oracle's (leak, retain recognition) on the tuning world: on the forget split, and on the single-image
+    people (the mean of its probes on each alone). `worlds` holds the one tuning world, as collect_runs reads it."""
+    from ..probe.compare import headline
+    from ..probe.store import ProbeStore
+    from ..world import load_world
+    from .data import resolve_forget
+    from .results import reference_results
+
+    (entry,) = worlds.values()
+    world, root = load_world(entry["world_dir"]), entry["reference_results_dir"]
+    split = headline(ProbeStore.read(Path(root) / "oracle"))
+    single = [headline(ProbeStore.read(reference_results(root, "oracle", resolve_forget(world, f"split:{k}")))) for k in range(plan.single_people)]
+    return {"split": {m: split[m] for m in (LEAK, RETAIN)},
+            "single": {m: sum(h[m] for h in single) / len(single) for m in (LEAK, RETAIN)}}
+
+
+def tune(runs: dict[str, dict], worlds: dict[str, dict], plan: TuningPlan, tuning_world: dict, commit: str, date: str) -> dict:
+    """The settings record from the finished tuning runs (as lvlmu.study.tuning_jobs names them); stops, naming them,
+    when some runs have no results."""
+    from .results import collect_runs
+
+    frame, missing = collect_runs(runs, worlds)
+    if missing:
+        raise RuntimeError(f"{len(missing)} tuning run(s) have no results, so no choice is made: {', '.join(missing)}")
+    oracles = oracle_points(worlds, plan)
+    chosen, table = select(frame, oracles, plan)
+    return settings_record(chosen, table, oracles, tuning_world, plan, commit, date)
+
+
+def settings_record(chosen: dict[str, dict[str, dict]], table: pd.DataFrame, oracles: dict[str, dict], tuning_world: dict,
+                    plan: TuningPlan, commit: str, date: str) -> dict:
     """The settings file's content: the chosen overrides per setting and method, and what they were chosen from."""
-    return {"rule": __doc__.split("\n\n")[1].replace("\n", " "), "tuning_world": tuning_world, "budget": plan.budget,
-            "date": date, "commit": commit, "chosen": chosen, "table": table}
+    return {"rule": " ".join(__doc__.split("\n\n")[1].split()), "budget": " ".join(__doc__.split("\n\n")[2].split()),
+            "tuning_world": tuning_world, "plan": asdict(plan), "date": date, "commit": commit, "oracle": oracles,
+            "chosen": chosen, "table": json.loads(table.to_json(orient="records"))}
+
+
+def settings_markdown(record: dict) -> str:
+    """The methods chapter's tuning section, from the settings file: the rule, the budget, the table and the choice."""
+    table = pd.DataFrame(record["table"])
+    table[LEAK] = table[LEAK].map("{:.0%}".format)
+    table[RETAIN] = table[RETAIN].map("{:.0%}".format)
+    table["distance to the oracle"] = table["distance to the oracle"].map("{:.3f}".format)
+    table["learning rate"] = table["learning rate"].map("{:g}".format)
+    table["on the front"] = table["on the front"].map({True: "yes", False: ""})
+    table["chosen"] = table["chosen"].map({True: "**chosen**", False: ""})
+    oracle = "; ".join(f"{s}: leak {o[LEAK]:.0%}, retain names {o[RETAIN]:.0%}" for s, o in record["oracle"].items())
+    world = record["tuning_world"]
+    return "\n".join([
+        f"Tuned on world {world['seed']} (never reported) on {record['date']}, at commit `{record['commit'][:12]}`, "
+        f"with `make tune`; the study reads the choice from `workflow/tuned.json`.", "",
+        f"**Rule.** {record['rule']}", "",
+        f"**Budget.** {record['budget']} Here: {len(record['plan']['learning_rates'])} learning rates per method and setting, "
+        f"{record['plan']['single_people']} single-image people.", "",
+        f"**The oracle's point** on the tuning world: {oracle}.", "",
+        table.to_markdown(index=False), ""])
 
 
 def load_settings(path: str | Path, methods: dict[str, tuple[str, ...]], reporting_seeds: tuple[int, ...]) -> dict[str, dict[str, dict]]:
@@ -82,4 +189,4 @@ def load_settings(path: str | Path, methods: dict[str, tuple[str, ...]], reporti
     if missing:
         raise ValueError(f"{path} has no tuned setting for " + "; ".join(f"{s}: {', '.join(ms)}" for s, ms in missing.items())
                          + ": run `make tune` again with these methods")
-    return {setting: dict(record["chosen"][setting]) for setting in methods}
+    return {setting: dict(record["chosen"].get(setting, {})) for setting in methods}
