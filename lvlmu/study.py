@@ -82,7 +82,8 @@ def tuned(config: StudyConfig) -> StudyConfig:
         return config
     grid = config.unlearn
     split_methods = dict.fromkeys([*grid.methods, *(v["method"] for v in grid.split_variants.values())])
-    chosen = load_settings(config.settings_path(), {"split": tuple(split_methods), "single": grid.single_methods}, config.worlds)
+    single_methods = dict.fromkeys([*grid.single_methods, *(v["method"] for v in grid.single_variants.values())])
+    chosen = load_settings(config.settings_path(), {"split": tuple(split_methods), "single": tuple(single_methods)}, config.worlds)
     merged = {setting: {m: {**chosen[setting].get(m, {}), **own.get(m, {})} for m in dict.fromkeys([*chosen[setting], *own])}
               for setting, own in (("split", grid.split_hyperparameters), ("single", grid.single_hyperparameters))}
     return replace(config, unlearn=replace(grid, split_hyperparameters=merged["split"], single_hyperparameters=merged["single"]))
@@ -432,8 +433,10 @@ def chapter_jobs(config: StudyConfig, a: Path, earlier: dict[str, Job], batches:
 
 
 def book_sources(book_dir: Path) -> list[Path]:
-    """The book's fixed sources: its config, table of contents, prose pages and bibliography."""
-    return [book_dir / "_config.yml", book_dir / "_toc.yml", *sorted((book_dir / "book").glob("*.md")), *sorted((book_dir / "book").glob("*.bib"))]
+    """The book's fixed sources: its config, table of contents, prose pages and bibliography, and the tuning's table
+    (written by `make tune`), which the methods page includes."""
+    return [book_dir / "_config.yml", book_dir / "_toc.yml", *sorted((book_dir / "book").glob("*.md")), *sorted((book_dir / "book").glob("*.bib")),
+            book_dir / Path(SETTINGS_FILE).with_suffix(".md")]
 
 
 def book_job(chapters: list[Job], book_dir: Path) -> Job:

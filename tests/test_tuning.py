@@ -36,6 +36,20 @@ def test_a_variant_is_its_method_tuned_setting_pushed_by_a_fixed_factor():
     assert variant.config.learning_rate == pytest.approx(1.2e-3) and variant.config.batch_size == 32
 
 
+def test_siu_ablations_run_at_siu_tuned_single_image_setting_on_the_first_people():
+    grid = UnlearnGrid(methods=(), single_methods=("siu",), single_people=6, split_variants={},
+                       single_hyperparameters={"siu": {"learning_rate": 8e-4, "batch_size": 8}})
+    ablations = [r for r in grid.runs() if r.label != "siu"]
+    assert Counter(r.label for r in ablations) == {name: 4 for name in ("siu-renormalised", "siu-token-mask-only", "siu-vocabulary-mask-only",
+                                                                        "siu-ce-only", "siu-t1-unseen")}
+    assert {r.config.forget for r in ablations} == {f"split:{k}" for k in range(4)}
+    assert {(r.config.learning_rate, r.config.batch_size, r.config.method) for r in ablations} == {(8e-4, 8, "siu")}
+    by_label = {r.label: r.config for r in ablations}
+    assert by_label["siu-ce-only"].weights.dmk == 0.0 and by_label["siu-renormalised"].siu.kl == "renormalised"
+    assert not by_label["siu-token-mask-only"].siu.vocabulary_mask and by_label["siu-token-mask-only"].siu.token_mask
+    assert by_label["siu-t1-unseen"].siu.t1 == "unseen"
+
+
 def test_the_front_keeps_points_no_other_beats_on_both_measures():
     points = [point(1e-4, 0.5, 0.95), point(2e-4, 0.2, 0.90), point(4e-4, 0.3, 0.80), point(8e-4, 0.0, 0.40), point(1.6e-3, float("nan"), 0.9)]
     assert [p["learning_rate"] for p in pareto_front(points)] == [1e-4, 2e-4, 8e-4]
@@ -83,7 +97,7 @@ def test_the_study_reads_its_settings_under_the_grid_own_and_names_what_the_file
     chosen = {"split": {"ga": {"learning_rate": 8e-4, "batch_size": 32}, "npo": {"learning_rate": 4e-4, "batch_size": 32}},
               "single": {"ga": {"learning_rate": 2e-4, "batch_size": 8}}}
     path.write_text(json.dumps({"tuning_world": {"seed": 0}, "chosen": chosen}))
-    grid = UnlearnGrid(methods=("ga", "npo"), single_methods=("ga",), single_people=1, split_variants={},
+    grid = UnlearnGrid(methods=("ga", "npo"), single_methods=("ga",), single_people=1, split_variants={}, single_variants={},
                        split_hyperparameters={"npo": {"learning_rate": 1e-4}})
     study = tuned(StudyConfig(unlearn=grid, settings=str(path)))
     configs = {(r.setting, r.config.method): r.config for r in study.unlearn.runs()}
@@ -103,7 +117,7 @@ def test_make_tune_runs_every_candidate_on_the_tuning_world_and_writes_the_setti
     from lvlmu.study import jobs
 
     settings = tmp_path / "tuned.json"
-    grid = UnlearnGrid(methods=("ga",), single_methods=("siu",), single_people=1, steps=2, split_variants={})
+    grid = UnlearnGrid(methods=("ga",), single_methods=("siu",), single_people=1, steps=2, split_variants={}, single_variants={})
     study = StudyConfig(MICRO_WORLD, MICRO_VISION, replace(MICRO_PRETRAIN, epochs=1), eval_max_per_group=8,
                         probe=ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip",)), unlearn=grid, worlds=(1,),
                         settings=str(settings), tuning=TuningPlan(learning_rates=(1e-4, 3e-3), split_batch_size=8, single_batch_size=4, single_people=1))

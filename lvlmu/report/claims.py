@@ -32,6 +32,7 @@ CRITERIA = {  # what each claim must show, as the claims page prints it
     "SIU generality": f"name leak below {LEAK_BOUND:.0%} behind held-out paraphrases, jailbreak prompts and perturbed photographs",
     "SIU specificity": f"retain people still named above the base's share less {RETAIN_DROP * 100:.0f} points",
     "SIU membership": f"visual MIA AUC (LOSS of the name given the photograph) within {MIA_MARGIN} of the oracle's",
+    "SIU DMK": "retain people still named: SIU above its cross-entropy-only ablation (paired difference above 0)",
     "baselines stop the leak": f"more than half of the baselines' leaks below {LEAK_BOUND:.0%}",
     "baselines leave aftermaths": f"more than half of the baselines answer mostly ({AFTERMATH_BOUND:.0%}) degenerate, hallucinated or refusing",
     "PUBG informative": f"informative answers above {INFORMATIVE_BOUND:.0%}, and above every baseline's (paired difference above 0)",
@@ -116,6 +117,23 @@ def siu_claims(frame: pd.DataFrame, base: dict, oracle: dict) -> list[dict]:
     ]
 
 
+DMK_ABLATIONS = ("siu-ce-only", "siu-token-mask-only", "siu-vocabulary-mask-only", "siu-renormalised")
+
+
+def dmk_claim(frame: pd.DataFrame) -> dict:
+    """SIU's ablation: the Dual Masked KL keeps what should stay. Decided on the paired difference in retain names
+    between SIU and its variant without the DMK (cross-entropy on the four targets alone), on the same world and
+    person; the other ablations' differences are printed beside it."""
+    claim = "its Dual Masked KL keeps other people's knowledge (ablation)"
+    single = frame[frame["setting"] == "single"] if not frame.empty else frame
+    present = [a for a in DMK_ABLATIONS if not single.empty and a in set(single["method"])]
+    if single.empty or "siu" not in set(single["method"]) or "siu-ce-only" not in present:
+        return _row("SIU", claim, "SIU DMK", "no SIU run beside its cross-entropy-only ablation has results", UNMEASURED)
+    gains = {a: difference(single, "retain names", "siu", a, levels=LEVELS) for a in present}
+    return _row("SIU", claim, "SIU DMK", "SIU minus " + "; ".join(f"{a} {described(d)}" for a, d in gains.items()),
+                verdict(gains["siu-ce-only"], 0.0, "above"), gains["siu-ce-only"].detectable())
+
+
 def baselines_of(frame: pd.DataFrame, method: str = "pubg") -> list[str]:
     """The registered methods other than `method` that ran on the forget split (the pushed-harder variants are not
     baselines)."""
@@ -188,7 +206,7 @@ def likelihood_claim(frame: pd.DataFrame) -> dict:
 def claims_table(frame: pd.DataFrame, base: dict, oracle: dict) -> pd.DataFrame:
     """One row per claim: the paper, the claim, its criterion, what was measured here (mean [95% interval] and what it
     was computed over), the verdict and the smallest difference from the bound the design would detect."""
-    rows = siu_claims(frame, base, oracle) + pubg_claims(frame, base) + [likelihood_claim(frame)]
+    rows = siu_claims(frame, base, oracle) + [dmk_claim(frame)] + pubg_claims(frame, base) + [likelihood_claim(frame)]
     return pd.DataFrame(rows, columns=["paper", "claim", "criterion", "measured here", "verdict", "smallest detectable difference"])
 
 

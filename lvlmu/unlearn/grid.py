@@ -16,6 +16,16 @@ SPLIT_VARIANTS: dict[str, dict] = {
     "ga-x4": {"method": "ga", "learning_rate_factor": 4.0},
     "graddiff-x4": {"method": "graddiff", "learning_rate_factor": 4.0},
 }
+# SIU's ablations in its own setting (one person, one image), each SIU's tuned single-image setting with one part
+# changed: the Dual Masked KL in lvlmu's first, renormalised form; one of its two masks alone; no DMK at all (cross-
+# entropy on the four targets); T1 answered as the model answers for a person it never saw instead of an invented name.
+SINGLE_VARIANTS: dict[str, dict] = {
+    "siu-renormalised": {"method": "siu", "siu": {"kl": "renormalised"}},
+    "siu-token-mask-only": {"method": "siu", "siu": {"vocabulary_mask": False}},
+    "siu-vocabulary-mask-only": {"method": "siu", "siu": {"token_mask": False}},
+    "siu-ce-only": {"method": "siu", "weights": {"dmk": 0.0}},
+    "siu-t1-unseen": {"method": "siu", "siu": {"t1": "unseen"}},
+}
 # Without a tuned single-image setting, a method runs its split setting at this batch: one photograph gives a handful
 # of examples, which a batch of 32 only repeats.
 SINGLE_BATCH_SIZE = 8
@@ -47,12 +57,14 @@ class UnlearnGrid:
     split_hyperparameters: dict[str, dict] = field(default_factory=dict)
     single_hyperparameters: dict[str, dict] = field(default_factory=dict)
     split_variants: dict[str, dict] = field(default_factory=lambda: dict(SPLIT_VARIANTS))
+    single_variants: dict[str, dict] = field(default_factory=lambda: dict(SINGLE_VARIANTS))
+    single_variant_people: int = 4  # the variants run on each world's first forget people (half of them by default)
     threads: int = 1
 
     def __post_init__(self) -> None:
         for name in ("methods", "seeds", "single_methods"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        variants = [v.get("method", "") for v in self.split_variants.values()]
+        variants = [v.get("method", "") for v in (*self.split_variants.values(), *self.single_variants.values())]
         unknown = [m for m in (*self.methods, *self.single_methods, *variants) if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown unlearning methods {unknown}; the methods are {sorted(METHODS)}")
@@ -70,14 +82,19 @@ class UnlearnGrid:
                 for k in range(self.single_people):
                     config = self.config(seed, f"split:{k}", "single", {"method": method, **self.single_overrides(method)})
                     runs.append(UnlearnRun(f"single-{method}-person{k}-seed{seed}", "single", config))
+            for name, variant in self.single_variants.items():
+                for k in range(min(self.single_variant_people, self.single_people)):
+                    config = self.config(seed, f"split:{k}", "single", self.variant_overrides(variant, "single"))
+                    runs.append(UnlearnRun(f"single-{name}-person{k}-seed{seed}", "single", config, label=name))
         return runs
 
-    def variant_overrides(self, variant: dict) -> dict:
-        """A variant's settings: its method's split setting, its learning rate times `learning_rate_factor`, then the
-        variant's other fields."""
+    def variant_overrides(self, variant: dict, setting: str = "split") -> dict:
+        """A variant's settings: its method's setting, its learning rate times `learning_rate_factor` (if it has one),
+        then the variant's other fields."""
         variant = dict(variant)
         factor = variant.pop("learning_rate_factor", 1.0)
-        base = {**self.split_hyperparameters.get(variant["method"], {}), **variant}
+        own = self.split_hyperparameters.get(variant["method"], {}) if setting == "split" else self.single_overrides(variant["method"])
+        base = {**own, **variant}
         learning_rate = base.get("learning_rate", UnlearnConfig.learning_rate)
         return {**base, "learning_rate": learning_rate * factor}
 
@@ -98,4 +115,5 @@ class UnlearnGrid:
             raise ValueError(f"unknown method {method!r} for --only; the methods are {sorted(METHODS)}")
         return replace(self, methods=tuple(m for m in self.methods if m == method),
                        single_methods=tuple(m for m in self.single_methods if m == method),
-                       split_variants={k: v for k, v in self.split_variants.items() if v.get("method") == method})
+                       split_variants={k: v for k, v in self.split_variants.items() if v.get("method") == method},
+                       single_variants={k: v for k, v in self.single_variants.items() if v.get("method") == method})

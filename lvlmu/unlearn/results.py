@@ -97,7 +97,7 @@ def unlearning_targets(frame: pd.DataFrame, base: dict[str, float], leak_bound: 
                      m["retain names"], m["retain names"] >= base["retain names"] - retain_drop))
         top = m[list(AFTERMATH_CLASSES)].astype(float).idxmax()
         rows.append(("siu, one person, one image", "most frequent aftermath class", "hallucinated", top, top == "hallucinated"))
-    for method, m in split.iterrows():  # GA and its variants at other learning rates ("ga-lr1e-3")
+    for method, m in split.iterrows():  # GA and its variants at other learning rates ("ga-x4")
         if method == "ga" or method.startswith("ga-"):
             top = m[list(AFTERMATH_CLASSES)].astype(float).idxmax()
             rows.append((f"{method}, forget split", "most frequent aftermath class", "degenerate", f"{top} ({m[top]:.0%})", top == "degenerate"))

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .grid import UnlearnGrid, UnlearnRun
 
-TUNING_VERSION = 1  # the selection rule's code (see lvlmu.versions)
+TUNING_VERSION = 2  # the selection rule's code (see lvlmu.versions)
 LEAK, RETAIN = "name leak: unseen images", "retain names"
 SETTINGS_FILE = "workflow/tuned.json"  # relative to the repository
 # One budget for every method: a factor-2 ladder of learning rates, each at the method's own loss weights.
@@ -64,7 +64,7 @@ class TuningPlan:
             for c in self.candidates("split"):
                 config = grid.config(0, "split", "trained", {"method": method, **c})
                 out.append(UnlearnRun(f"tune-split-{method}-lr{c['learning_rate']:g}", "split", config))
-        for method in grid.single_methods:
+        for method in dict.fromkeys([*grid.single_methods, *(v["method"] for v in grid.single_variants.values())]):
             for c in self.candidates("single"):
                 for k in range(self.single_people):
                     config = grid.config(0, f"split:{k}", "single", {"method": method, **c})
