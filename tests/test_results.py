@@ -154,3 +154,23 @@ def test_the_dmk_claim_reads_siu_against_its_ablation_paired_on_the_same_people(
     assert table.loc[claim, "verdict"] == HOLDS and "siu-ce-only 6.0% [" in table.loc[claim, "measured here"]
     worse = rows + [single("siu-ce-only", w, p, r + 0.2) for w, p, r in people]
     assert claims_table(pd.DataFrame(worse), base, oracle).set_index("claim").loc[claim, "verdict"] == FAILS
+
+
+def test_pubg_grounding_needs_recall_near_the_base_description_as_well_as_precision():
+    from lvlmu.report.claims import FAILS, HOLDS, INCONCLUSIVE, claims_table
+
+    oracle = {"MIA AUC (LOSS)": 0.45, "visual MIA AUC (LOSS)": 0.45}
+    claim = "grounded in the image"
+
+    def pubg(world, recall):
+        return {**run_row("split", "pubg", 0, **{"grounding precision": 0.97 + 0.01 * int(world[1]) % 2, "grounding recall": recall}),
+                "world": world, "forget": "split", "truth ratios": 0, "forget quality": None}
+
+    rows = lambda recalls: [pubg(w, r) for w, r in zip(("w1", "w2", "w3"), recalls)]  # noqa: E731
+    base = {"name leak: unseen images": 0.97, "retain names": 0.98, "task: leak": 0.97, "grounding recall": 0.60}
+    assert claims_table(pd.DataFrame(rows((0.58, 0.60, 0.59))), base, oracle).set_index("claim").loc[claim, "verdict"] == HOLDS
+    table = claims_table(pd.DataFrame(rows((0.20, 0.22, 0.21))), base, oracle).set_index("claim")
+    assert table.loc[claim, "verdict"] == FAILS, "precise but says little: not grounded as the base describes"
+    assert "the base's description: 60.0%" in table.loc[claim, "measured here"]
+    no_ceiling = {k: v for k, v in base.items() if k != "grounding recall"}
+    assert claims_table(pd.DataFrame(rows((0.58, 0.60, 0.59))), no_ceiling, oracle).set_index("claim").loc[claim, "verdict"] == INCONCLUSIVE
