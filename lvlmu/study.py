@@ -19,7 +19,7 @@ from .pretrain import PretrainConfig, pretrain_key
 from .probe.suite import ProbeConfig, probe_key, study_probe_config
 from .unlearn.grid import UnlearnGrid, UnlearnRun
 from .unlearn.run import unlearn_key
-from .unlearn.tuning import PROBES as TUNING_PROBES, SETTINGS_FILE, TuningPlan, load_settings
+from .unlearn.tuning import PROBES as TUNING_PROBES, SETTINGS_FILE, TuningPlan, load_settings, nearest_to_oracle
 from .versions import result_key, units
 from .vision import VisionPretrainConfig, vision_key
 from .world import WorldConfig
@@ -82,11 +82,16 @@ def tuned(config: StudyConfig) -> StudyConfig:
         return config
     grid = config.unlearn
     split_methods = dict.fromkeys([*grid.methods, *(v["method"] for v in grid.split_variants.values())])
-    single_methods = dict.fromkeys([*grid.single_methods, *(v["method"] for v in grid.single_variants.values())])
+    baselines = tuple(m for m in grid.single_methods if m not in grid.curve_methods and m not in ("siu", "pubg"))
+    curve = dict.fromkeys([*grid.curve_methods, *nearest_to_oracle(config.settings_path(), "single", baselines, grid.curve_baselines)]) \
+        if config.settings_path().exists() else dict.fromkeys(grid.curve_methods)
+    single_methods = dict.fromkeys([*grid.single_methods, *(v["method"] for v in grid.single_variants.values()), *curve])
     chosen = load_settings(config.settings_path(), {"split": tuple(split_methods), "single": tuple(single_methods)}, config.worlds)
     merged = {setting: {m: {**chosen[setting].get(m, {}), **own.get(m, {})} for m in dict.fromkeys([*chosen[setting], *own])}
               for setting, own in (("split", grid.split_hyperparameters), ("single", grid.single_hyperparameters))}
-    return replace(config, unlearn=replace(grid, split_hyperparameters=merged["split"], single_hyperparameters=merged["single"]))
+    # The curve's baselines are added once: the study read again adds none (they are no longer among the candidates).
+    return replace(config, unlearn=replace(grid, split_hyperparameters=merged["split"], single_hyperparameters=merged["single"],
+                                           curve_methods=tuple(curve), curve_baselines=0))
 
 
 def world_label(seed: int) -> str:

@@ -97,8 +97,8 @@ def test_each_claim_is_decided_by_its_interval_and_says_when_it_cannot():
     # four people, two seeds each, tight around their values: every interval clears its bound one way or the other
     rows = [siu(p, s, 0.01 * ((k + s) % 3 - 1)) for k, p in enumerate(("p1", "p2", "p3", "p4")) for s in (0, 1)]
     table = claims_table(pd.DataFrame(rows), base, oracle).set_index("claim")
-    assert table.loc["forgets a person from one image in a few steps", "verdict"] == HOLDS
-    assert "(4 people)" in table.loc["forgets a person from one image in a few steps", "measured here"]
+    assert table.loc["forgets a person from one image", "verdict"] == HOLDS
+    assert "(4 people)" in table.loc["forgets a person from one image", "measured here"]
     assert table.loc["with high generality", "verdict"] == FAILS and "jailbreak prompts 29.9% [" in table.loc["with high generality", "measured here"]
     assert table.loc["while keeping other people (specificity)", "verdict"] == HOLDS
     assert table.loc["and resists membership inference", "verdict"] == HOLDS, "decided on the visual attack, not the text one"
@@ -107,13 +107,13 @@ def test_each_claim_is_decided_by_its_interval_and_says_when_it_cannot():
     # a leak whose people straddle the bound: inconclusive, not a point-mean verdict
     spread = [{**row, "name leak: unseen images": leak} for row, leak in zip(rows, (0.0, 0.0, 0.25, 0.25, 0.0, 0.0, 0.25, 0.25))]
     table = claims_table(pd.DataFrame(spread), base, oracle).set_index("claim")
-    assert table.loc["forgets a person from one image in a few steps", "verdict"] == INCONCLUSIVE
+    assert table.loc["forgets a person from one image", "verdict"] == INCONCLUSIVE
     # one person's two seeds: the interval is over the seeds, and says so; one run gives none at all
     table = claims_table(pd.DataFrame(rows[:2]), base, oracle).set_index("claim")
-    assert "(2 seeds)" in table.loc["forgets a person from one image in a few steps", "measured here"]
+    assert "(2 seeds)" in table.loc["forgets a person from one image", "measured here"]
     table = claims_table(pd.DataFrame(rows[:1]), base, oracle).set_index("claim")
-    assert table.loc["forgets a person from one image in a few steps", "verdict"] == INCONCLUSIVE
-    assert "one seed only: no interval" in table.loc["forgets a person from one image in a few steps", "measured here"]
+    assert table.loc["forgets a person from one image", "verdict"] == INCONCLUSIVE
+    assert "one seed only: no interval" in table.loc["forgets a person from one image", "measured here"]
 
 
 def test_forget_quality_is_read_per_run_on_enough_truth_ratios_and_never_holds():
@@ -174,3 +174,25 @@ def test_pubg_grounding_needs_recall_near_the_base_description_as_well_as_precis
     assert "the base's description: 60.0%" in table.loc[claim, "measured here"]
     no_ceiling = {k: v for k, v in base.items() if k != "grounding recall"}
     assert claims_table(pd.DataFrame(rows((0.58, 0.60, 0.59))), no_ceiling, oracle).set_index("claim").loc[claim, "verdict"] == INCONCLUSIVE
+
+
+def test_the_steps_curve_joins_the_short_runs_to_the_grid_runs_on_the_same_people_and_decides_few_steps():
+    from lvlmu.report.claims import FAILS, HOLDS, claims_table
+    from lvlmu.unlearn.results import steps_curve
+
+    def run(setting, steps, world, person, leak):
+        return {**run_row(setting, "siu", 0, **{"name leak: unseen images": leak, "retain names": 0.9, "steps": steps}),
+                "world": world, "forget": person, "truth ratios": 0, "forget quality": None}
+
+    leaks = {2: 0.8, 6: 0.05, 30: 0.0}
+    rows = [run("curve" if steps < 30 else "single", steps, w, "p1", leak + 0.01 * k) for steps, leak in leaks.items() for k, w in enumerate(("w1", "w2", "w3"))]
+    rows.append(run("single", 30, "w1", "p2", 0.9))  # a person off the curve: not part of its last point
+    curve = steps_curve(pd.DataFrame(rows)).set_index("steps")
+    assert list(curve.index) == [2, 6, 30]
+    assert curve.loc[30, "name leak: unseen images mean"] == pytest.approx(0.01)  # p2's 0.9 left out
+    assert curve.loc[6, "name leak: unseen images low"] < 0.06 < curve.loc[6, "name leak: unseen images high"]
+    base = {"name leak: unseen images": 0.97, "retain names": 0.98, "task: leak": 0.97}
+    oracle = {"MIA AUC (LOSS)": 0.45, "visual MIA AUC (LOSS)": 0.45}
+    assert claims_table(pd.DataFrame(rows), base, oracle).set_index("claim").loc["in a few steps (6)", "verdict"] == HOLDS
+    slow = [{**r, "name leak: unseen images": 0.5 + r["name leak: unseen images"]} if r["steps"] == 6 else r for r in rows]
+    assert claims_table(pd.DataFrame(slow), base, oracle).set_index("claim").loc["in a few steps (6)", "verdict"] == FAILS

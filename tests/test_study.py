@@ -23,14 +23,16 @@ from conftest import MICRO_PRETRAIN, MICRO_VISION, MICRO_WORLD
 MICRO_GRID = UnlearnGrid(methods=("graddiff", "idk", "pubg"), seeds=(0,), single_methods=("siu", "graddiff"), single_people=1, steps=2,
                          split_hyperparameters={"idk": {"lora": True, "lora_target": "no_such_module"}},
                          single_hyperparameters={"siu": {"batch_size": 4}}, split_variants={},
-                         single_variants={"siu-ce-only": {"method": "siu", "weights": {"dmk": 0.0}}})
+                         single_variants={"siu-ce-only": {"method": "siu", "weights": {"dmk": 0.0}}},
+                         curve_methods=("siu",), curve_baselines=0, curve_steps=(1,))
 # Two reporting worlds (1 and 2); the micro world's own seed (3) is the tuning world, where the vision tower trains.
 MICRO_STUDY = StudyConfig(MICRO_WORLD, MICRO_VISION, replace(MICRO_PRETRAIN, epochs=1), eval_max_per_group=8,
                           probe=ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip",)), unlearn=MICRO_GRID, worlds=(1, 2))
 # The same study with a changed probe budget and a finished run's learning rate changed (the cache test switches to it).
 CHANGED_STUDY = replace(MICRO_STUDY, eval_max_per_group=6, unlearn=replace(MICRO_GRID, split_hyperparameters={"graddiff": {"learning_rate": 5e-4}}))
 WORLD_JOBS = {"world", "base", "oracle", "probe-base", "probe-oracle", "reference-split0",
-              "grid-split-graddiff", "grid-split-idk", "grid-split-pubg", "grid-single-siu", "grid-single-graddiff", "grid-single-siu-ce-only"}
+              "grid-split-graddiff", "grid-split-idk", "grid-split-pubg", "grid-single-siu", "grid-single-graddiff", "grid-single-siu-ce-only",
+              "grid-curve-siu"}
 BASE_JOBS = {"w3-world", "vision", "w1-oracle_seed1", "w1-probe-oracle_seed1"} | {f"{w}-{j}" for w in ("w1", "w2") for j in WORLD_JOBS if "grid" not in j}
 GRID_JOBS = {f"{w}-{j}" for w in ("w1", "w2") for j in WORLD_JOBS if "grid" in j}
 IDK = {"w1-grid-split-idk": "ran with failures", "w2-grid-split-idk": "ran with failures"}

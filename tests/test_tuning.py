@@ -39,7 +39,7 @@ def test_a_variant_is_its_method_tuned_setting_pushed_by_a_fixed_factor():
 def test_siu_ablations_run_at_siu_tuned_single_image_setting_on_the_first_people():
     grid = UnlearnGrid(methods=(), single_methods=("siu",), single_people=6, split_variants={},
                        single_hyperparameters={"siu": {"learning_rate": 8e-4, "batch_size": 8}})
-    ablations = [r for r in grid.runs() if r.label != "siu"]
+    ablations = [r for r in grid.runs() if r.label != "siu" and r.setting == "single"]
     assert Counter(r.label for r in ablations) == {name: 4 for name in ("siu-renormalised", "siu-token-mask-only", "siu-vocabulary-mask-only",
                                                                         "siu-ce-only", "siu-t1-unseen")}
     assert {r.config.forget for r in ablations} == {f"split:{k}" for k in range(4)}
@@ -96,14 +96,17 @@ def test_the_study_reads_its_settings_under_the_grid_own_and_names_what_the_file
     path = tmp_path / "tuned.json"
     chosen = {"split": {"ga": {"learning_rate": 8e-4, "batch_size": 32}, "npo": {"learning_rate": 4e-4, "batch_size": 32}},
               "single": {"ga": {"learning_rate": 2e-4, "batch_size": 8}}}
-    path.write_text(json.dumps({"tuning_world": {"seed": 0}, "chosen": chosen}))
-    grid = UnlearnGrid(methods=("ga", "npo"), single_methods=("ga",), single_people=1, split_variants={}, single_variants={},
+    table = [{"setting": "single", "method": m, "chosen": True, "distance to the oracle": d} for m, d in (("ga", 0.3), ("npo", 0.1))]
+    path.write_text(json.dumps({"tuning_world": {"seed": 0}, "chosen": chosen, "table": table}))
+    grid = UnlearnGrid(methods=("ga", "npo"), single_methods=("ga",), single_people=1, split_variants={}, single_variants={}, curve_methods=(),
                        split_hyperparameters={"npo": {"learning_rate": 1e-4}})
     study = tuned(StudyConfig(unlearn=grid, settings=str(path)))
     configs = {(r.setting, r.config.method): r.config for r in study.unlearn.runs()}
     assert configs[("split", "ga")].learning_rate == 8e-4 and configs[("single", "ga")].batch_size == 8
     assert configs[("split", "npo")].learning_rate == 1e-4 and configs[("split", "npo")].batch_size == 32  # the grid's own wins
     assert tuned(study) == study  # reading the file again changes nothing
+    # the steps curve follows the baselines nearest the oracle on the tuning world (here the single-image setting's ga)
+    assert tuned(StudyConfig(unlearn=replace(grid, curve_baselines=1), settings=str(path))).unlearn.curve_methods == ("ga",)
     with pytest.raises(ValueError, match="no tuned setting for split: kl"):
         tuned(StudyConfig(unlearn=replace(grid, methods=("ga", "kl")), settings=str(path)))
     with pytest.raises(ValueError, match="tuned on world seed 0, which is a reporting world"):
@@ -117,7 +120,8 @@ def test_make_tune_runs_every_candidate_on_the_tuning_world_and_writes_the_setti
     from lvlmu.study import jobs
 
     settings = tmp_path / "tuned.json"
-    grid = UnlearnGrid(methods=("ga",), single_methods=("siu",), single_people=1, steps=2, split_variants={}, single_variants={})
+    grid = UnlearnGrid(methods=("ga",), single_methods=("siu",), single_people=1, steps=2, split_variants={}, single_variants={},
+                       curve_methods=("siu",), curve_baselines=0, curve_steps=(1,))
     study = StudyConfig(MICRO_WORLD, MICRO_VISION, replace(MICRO_PRETRAIN, epochs=1), eval_max_per_group=8,
                         probe=ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip",)), unlearn=grid, worlds=(1,),
                         settings=str(settings), tuning=TuningPlan(learning_rates=(1e-4, 3e-3), split_batch_size=8, single_batch_size=4, single_people=1))
@@ -136,5 +140,6 @@ def test_make_tune_runs_every_candidate_on_the_tuning_world_and_writes_the_setti
     configs = {run["name"]: run["config"] for job in plan.values() if job.kind == "grid" for run in job.spec["runs"]}
     assert configs["w1-split-ga-seed0"]["learning_rate"] == record["chosen"]["split"]["ga"]["learning_rate"]
     assert configs["w1-single-siu-person0-seed0"]["batch_size"] == 4
+    assert configs["w1-curve-siu-steps1-person0-seed0"]["steps"] == 1
     # unchanged, nothing reruns
     assert set(run_study(study, book_dir=book, tune=True, log=lambda *_: None)["jobs"].values()) == {"cached"}

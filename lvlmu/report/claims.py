@@ -32,6 +32,8 @@ MIN_TRUTH_RATIOS = 20  # a forget quality (KS p-value) is read only on at least 
 KS_LEVEL = 0.05
 CRITERIA = {  # what each claim must show, as the claims page prints it
     "SIU forgets": f"name leak on never-trained photographs below {LEAK_BOUND:.0%}",
+    "SIU few steps": "name leak on never-trained photographs below 10% after 6 steps (about the paper's count), read from "
+                     "the steps curve's runs",
     "SIU generality": f"name leak below {LEAK_BOUND:.0%} behind held-out paraphrases, jailbreak prompts and perturbed photographs",
     "SIU specificity": f"retain people still named above the base's share less {RETAIN_DROP * 100:.0f} points",
     "SIU membership": f"visual MIA AUC (LOSS of the name given the photograph) within {MIA_MARGIN} of the oracle's",
@@ -96,7 +98,7 @@ def _row(paper: str, claim: str, criterion: str, measured: str, decided: str, de
 def siu_claims(frame: pd.DataFrame, base: dict, oracle: dict) -> list[dict]:
     """SIU's claims, in its own setting: one person forgotten from one photograph."""
     runs = _runs(frame, "single", "siu")
-    claims = {"SIU forgets": "forgets a person from one image in a few steps", "SIU generality": "with high generality",
+    claims = {"SIU forgets": "forgets a person from one image", "SIU generality": "with high generality",
               "SIU specificity": "while keeping other people (specificity)", "SIU membership": "and resists membership inference"}
     if runs.empty:
         return [_row("SIU", c, k, "no SIU run in the single-image setting has results", UNMEASURED) for k, c in claims.items()]
@@ -122,6 +124,20 @@ def siu_claims(frame: pd.DataFrame, base: dict, oracle: dict) -> list[dict]:
 
 
 DMK_ABLATIONS = ("siu-ce-only", "siu-token-mask-only", "siu-vocabulary-mask-only", "siu-renormalised")
+
+
+FEW_STEPS = 6  # the paper's SIU takes about six steps
+
+
+def few_steps_claim(frame: pd.DataFrame) -> dict:
+    """SIU forgets in a few steps: its runs of FEW_STEPS steps on the steps curve leak below the bound."""
+    claim = f"in a few steps ({FEW_STEPS})"
+    curve = _runs(frame, "curve", "siu")
+    runs = curve[curve["steps"] == FEW_STEPS] if "steps" in curve.columns else curve.iloc[0:0]
+    if runs.empty:
+        return _row("SIU", claim, "SIU few steps", f"no SIU run of {FEW_STEPS} steps on the steps curve has results", UNMEASURED)
+    leak = interval(runs, "name leak: unseen images", LEVELS)
+    return _row("SIU", claim, "SIU few steps", described(leak), verdict(leak, LEAK_BOUND, "below"), leak.detectable())
 
 
 def dmk_claim(frame: pd.DataFrame) -> dict:
@@ -214,7 +230,7 @@ def likelihood_claim(frame: pd.DataFrame) -> dict:
 def claims_table(frame: pd.DataFrame, base: dict, oracle: dict) -> pd.DataFrame:
     """One row per claim: the paper, the claim, its criterion, what was measured here (mean [95% interval] and what it
     was computed over), the verdict and the smallest difference from the bound the design would detect."""
-    rows = siu_claims(frame, base, oracle) + [dmk_claim(frame)] + pubg_claims(frame, base) + [likelihood_claim(frame)]
+    rows = siu_claims(frame, base, oracle) + [few_steps_claim(frame), dmk_claim(frame)] + pubg_claims(frame, base) + [likelihood_claim(frame)]
     return pd.DataFrame(rows, columns=["paper", "claim", "criterion", "measured here", "verdict", "smallest detectable difference"])
 
 

@@ -210,3 +210,22 @@ def mean_ci_table(summary: pd.DataFrame, measures: list[str], percent: bool = Tr
     table = pd.DataFrame(rows).T[measures]
     table.columns = [f"{m} (%)" if percent else m for m in measures]
     return table
+
+
+def steps_curve_figure(curve: pd.DataFrame, measures: tuple[str, ...] = ("name leak: unseen images", "retain names")):
+    """One panel per measure: its mean (in %) after each number of steps, one line per method, with the 95% interval
+    as a band (lvlmu.unlearn.results.steps_curve)."""
+    fig, axes = plt.subplots(1, len(measures), figsize=(5.5 * len(measures), 4), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, measure in zip(axes[0], measures):
+        for k, (method, rows) in enumerate(curve.groupby("method", sort=False)):
+            rows = rows.sort_values("steps")
+            ax.plot(rows["steps"], rows[f"{measure} mean"] * 100, "o-", color=colours(k % 10), label=method)
+            ax.fill_between(rows["steps"], rows[f"{measure} low"] * 100, rows[f"{measure} high"] * 100, color=colours(k % 10), alpha=0.15)
+        ax.set_xlabel("unlearning steps (one person, one image)")
+        ax.set_ylabel(f"{measure} (%)")
+        ax.set_ylim(-3, 103)
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
+    fig.tight_layout()
+    return fig

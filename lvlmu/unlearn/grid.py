@@ -34,7 +34,8 @@ SINGLE_BATCH_SIZE = 8
 @dataclass(frozen=True)
 class UnlearnRun:
     name: str
-    setting: str  # "split": the 20% forget split, all trained images; "single": one person from one image
+    setting: str  # "split": the 20% forget split, all trained images; "single": one person from one image; "curve": the
+    # steps curve, single-image runs of fewer steps
     config: UnlearnConfig
     label: str = ""  # how results name it: the method, or a variant's name
 
@@ -59,13 +60,21 @@ class UnlearnGrid:
     split_variants: dict[str, dict] = field(default_factory=lambda: dict(SPLIT_VARIANTS))
     single_variants: dict[str, dict] = field(default_factory=lambda: dict(SINGLE_VARIANTS))
     single_variant_people: int = 4  # the variants run on each world's first forget people (half of them by default)
+    # The steps curve (setting "curve"): these methods in the single-image setting, on each world's first
+    # `curve_people` forget people, in runs of each of `curve_steps` steps (a run of k steps, its learning-rate schedule
+    # over k steps, as the paper's few-step runs are; the grid's own runs give the last point). The study adds the
+    # `curve_baselines` baselines whose tuned single-image setting lay nearest the oracle on the tuning world.
+    curve_methods: tuple[str, ...] = ("siu", "pubg")
+    curve_baselines: int = 2
+    curve_steps: tuple[int, ...] = (2, 4, 6, 10, 20)
+    curve_people: int = 1
     threads: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("methods", "seeds", "single_methods"):
+        for name in ("methods", "seeds", "single_methods", "curve_methods", "curve_steps"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         variants = [v.get("method", "") for v in (*self.split_variants.values(), *self.single_variants.values())]
-        unknown = [m for m in (*self.methods, *self.single_methods, *variants) if m not in METHODS]
+        unknown = [m for m in (*self.methods, *self.single_methods, *variants, *self.curve_methods) if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown unlearning methods {unknown}; the methods are {sorted(METHODS)}")
 
@@ -86,6 +95,11 @@ class UnlearnGrid:
                 for k in range(min(self.single_variant_people, self.single_people)):
                     config = self.config(seed, f"split:{k}", "single", self.variant_overrides(variant, "single"))
                     runs.append(UnlearnRun(f"single-{name}-person{k}-seed{seed}", "single", config, label=name))
+            for method in self.curve_methods:
+                for steps in self.curve_steps:
+                    for k in range(min(self.curve_people, self.single_people)):
+                        config = replace(self.config(seed, f"split:{k}", "single", {"method": method, **self.single_overrides(method)}), steps=steps)
+                        runs.append(UnlearnRun(f"curve-{method}-steps{steps}-person{k}-seed{seed}", "curve", config))
         return runs
 
     def variant_overrides(self, variant: dict, setting: str = "split") -> dict:
@@ -116,4 +130,5 @@ class UnlearnGrid:
         return replace(self, methods=tuple(m for m in self.methods if m == method),
                        single_methods=tuple(m for m in self.single_methods if m == method),
                        split_variants={k: v for k, v in self.split_variants.items() if v.get("method") == method},
-                       single_variants={k: v for k, v in self.single_variants.items() if v.get("method") == method})
+                       single_variants={k: v for k, v in self.single_variants.items() if v.get("method") == method},
+                       curve_methods=tuple(m for m in self.curve_methods if m == method))

@@ -69,6 +69,31 @@ def reference_headline(worlds: dict[str, dict], model: str) -> dict[str, float]:
     return pd.DataFrame(rows).mean(numeric_only=True).to_dict()
 
 
+CURVE_MEASURES = ("name leak: unseen images", "retain names")
+
+
+def steps_curve(frame: pd.DataFrame, measures: tuple[str, ...] = CURVE_MEASURES) -> pd.DataFrame:
+    """The steps curve: for each method of the "curve" runs and each step count, the mean of each measure with its 95%
+    interval (over worlds, lvlmu.report.intervals), one row per (method, steps). The last point is the grid's own
+    single-image runs of the same methods on the same people (world and person)."""
+    from ..report.intervals import interval
+
+    curve = frame[frame["setting"] == "curve"] if not frame.empty else frame
+    if curve.empty:
+        return pd.DataFrame(columns=["method", "steps", *(f"{m} {part}" for m in measures for part in ("mean", "low", "high"))])
+    cells = set(zip(curve["world"], curve["forget"]))
+    single = frame[(frame["setting"] == "single") & frame["method"].isin(set(curve["method"]))]
+    single = single[[cell in cells for cell in zip(single["world"], single["forget"])]]
+    rows = []
+    for (method, steps), runs in pd.concat([curve, single]).groupby(["method", "steps"], sort=True):
+        row = {"method": method, "steps": int(steps)}
+        for m in measures:
+            estimate = interval(runs, m, ("world", "forget"))
+            row |= {f"{m} mean": estimate.estimate, f"{m} low": estimate.low, f"{m} high": estimate.high}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def method_means(frame: pd.DataFrame, setting: str) -> pd.DataFrame:
     """Each method's mean over seeds (and people) in one setting, one row per method."""
     rows = frame[frame["setting"] == setting]
@@ -213,13 +238,13 @@ def grid_shape(frame: pd.DataFrame) -> str:
     the study's grid)."""
     if frame.empty:
         return "This build has no finished runs."
-    names = {"split": "the forget split", "single": "one person from one image"}
+    names = {"split": "the forget split", "single": "one person from one image", "curve": "the steps curve (one person, one image)"}
     parts = []
     worlds = frame["world"].nunique() if "world" in frame.columns else 1
     for setting, rows in frame.groupby("setting", sort=False):
         by_world = rows.groupby("world") if "world" in rows.columns else [(None, rows)]
-        people = sum(r["forget"].nunique() if setting == "single" else int(r["people forgotten"].max()) for _, r in by_world)
-        who = _count(people, "person", "people") + (", one at a time" if setting == "single" and people > 1 else "")
+        people = sum(r["forget"].nunique() if setting != "split" else int(r["people forgotten"].max()) for _, r in by_world)
+        who = _count(people, "person", "people") + (", one at a time" if setting != "split" and people > 1 else "")
         seeds = ", ".join(str(int(s)) for s in sorted(rows["seed"].unique()))
         steps = "/".join(str(int(s)) for s in sorted(rows["steps"].unique()))
         parts.append(f"{names.get(setting, setting)}: {_count(len(rows), 'run')} of {_count(rows['method'].nunique(), 'method')} "

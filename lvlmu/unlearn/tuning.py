@@ -22,7 +22,7 @@ import pandas as pd
 
 from .grid import UnlearnGrid, UnlearnRun
 
-TUNING_VERSION = 2  # the selection rule's code (see lvlmu.versions)
+TUNING_VERSION = 3  # the selection rule's code (see lvlmu.versions)
 LEAK, RETAIN = "name leak: unseen images", "retain names"
 SETTINGS_FILE = "workflow/tuned.json"  # relative to the repository
 # One budget for every method: a factor-2 ladder of learning rates, each at the method's own loss weights.
@@ -171,6 +171,14 @@ def settings_markdown(record: dict) -> str:
         f"{record['plan']['single_people']} single-image people.", "",
         f"**The oracle's point** on the tuning world: {oracle}.", "",
         table.to_markdown(index=False), ""])
+
+
+def nearest_to_oracle(path: str | Path, setting: str, candidates: tuple[str, ...], n: int) -> tuple[str, ...]:
+    """The `n` methods among `candidates` whose chosen setting in `setting` lay nearest the oracle on the tuning world
+    (the settings file's table): the "best baselines" the steps curve follows, chosen before any reported result."""
+    table = [row for row in json.loads(Path(path).read_text())["table"] if row["chosen"] and row["setting"] == setting]
+    ranked = sorted((row["distance to the oracle"], row["method"]) for row in table if row["method"] in candidates)
+    return tuple(method for _, method in ranked[:n])
 
 
 def load_settings(path: str | Path, methods: dict[str, tuple[str, ...]], reporting_seeds: tuple[int, ...]) -> dict[str, dict[str, dict]]:
