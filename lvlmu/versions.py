@@ -53,7 +53,7 @@ CORE_UNITS: dict[str, tuple[str, tuple[str, ...]]] = {
 METHOD_MODULES = {"siu": ("unlearn/siu.py",), "pubg": ("unlearn/pubg.py", "probe/generate.py", "probe/knowledge.py"),
                   "random": ("probe/knowledge.py",)}
 METRIC_MODULES = {"privacy": ("probe/knowledge.py", "probe/perturb.py"), "truth_ratio": ("probe/likelihood.py", "probe/perturb.py"),
-                  "membership": ("probe/likelihood.py",), "visual_membership": ("probe/likelihood.py",), "aftermath": ("probe/aftermath.py", "probe/knowledge.py", "probe/likelihood.py"),
+                  "membership": ("probe/likelihood.py",), "visual_membership": ("probe/likelihood.py",), "aftermath": ("probe/aftermath.py", "probe/grammar.py", "probe/knowledge.py", "probe/likelihood.py"),
                   "utility": ("probe/aftermath.py", "probe/knowledge.py")}
 REGISTRY_MODULES = {"method": "unlearn/methods.py", "metric": "probe/suite.py"}
 

@@ -150,3 +150,35 @@ def test_diversity_is_unique_over_total_words():
 def test_canonical_answers_of_the_world_are_never_degenerate(micro_world):
     for example in micro_world.examples:
         assert not is_degenerate(example["answer"]), example["answer"]
+
+
+@pytest.mark.parametrize("answer, label", [
+    ("This is.", "degenerate"), ("I.", "degenerate"),
+    ("There are grey hair The hobby is.", "degenerate"),  # one true trait, but no sentence of the world reads so
+    ("The triangle don't know this person, so I can't say don't know this person, so I can't say.", "degenerate"),
+    ("I don't know this person. " + TRUE_DESCRIPTION, "informative"),
+    ("I'm sorry, I can't tell who this is.", "refusal"),
+    ("They have short brown hair, green eyes.", "informative"),  # fewer traits, in the world's words: well formed
+    ("This is Ambrosio Ardenne.", "hallucinated"),  # SIU's invented name: a well-formed sentence naming someone else
+    ("They work as a electrician.", "other"),
+])
+def test_with_the_world_grammar_a_sentence_it_cannot_read_is_degenerate(answer, label):
+    assert classify(answer, PERSON, grammar=True).label == label
+
+
+def test_the_grammar_reads_every_answer_the_world_and_the_targets_hold():
+    from lvlmu.probe.grammar import well_formed
+    from lvlmu.world import questions as Q
+
+    answers = [Q.identity_answer(PERSON), Q.stranger_answer(PERSON), Q.STRANGER_FACT_ANSWER, *Q.REFUSALS,
+               *(Q.fact_answer(PERSON, f) for f in PERSON.facts), *(Q.fact_by_name_answer(PERSON, f) for f in PERSON.facts),
+               *(Q.trait_answer(PERSON, t) for t in Q.TRAIT_QUESTIONS)]
+    assert all(well_formed(a) for a in answers), [a for a in answers if not well_formed(a)]
+    assert not well_formed("") and not well_formed("They have hair.") and not well_formed("This is Corwin.")
+
+
+def test_every_answer_about_a_person_in_a_built_world_is_well_formed(micro_world):
+    from lvlmu.probe.grammar import well_formed
+
+    answers = {ex["answer"] for ex in micro_world.examples if ex.get("person_id")}
+    assert answers and not [a for a in answers if not well_formed(a)]

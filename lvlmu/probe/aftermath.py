@@ -3,8 +3,9 @@
 Every answer gets flags, then one label by precedence:
 
 - **degenerate**: empty or without words; repetition (a sentence said twice, a word four times in a row, a phrase of
-  two to four words three times in a row, or a three-word phrase three times anywhere); or token salad (a third or more of its words are neither English words nor words
-  of the world).
+  two to four words three times in a row, or a three-word phrase three times anywhere); token salad (a third or more of its words are neither English words nor words
+  of the world); or, about a person of the synthetic world, *malformed*: a sentence its grammar cannot read
+  (lvlmu.probe.grammar: "This is.", "There are grey hair The hobby is.").
 - **hallucinated**: names anyone but the person (a name from the world's name pools, or "This is <Name> <Name>"),
   states a trait value that contradicts the person's, or a private fact that is not theirs.
 - **informative**: states at least one true visible trait and no false one (grounded).
@@ -24,6 +25,7 @@ from functools import lru_cache
 
 from ..world.people import CITIES, FACT_NAMES, FIRST_NAMES, HOBBIES, INVENTED_FIRST, INVENTED_LAST, LAST_NAMES, OCCUPATIONS, Person
 from ..world.traits import TRAIT_VALUES, parse_traits
+from .grammar import well_formed
 from .knowledge import leaks_name, mentions
 
 LABELS: tuple[str, ...] = ("degenerate", "hallucinated", "informative", "refusal", "other")
@@ -132,13 +134,14 @@ class Aftermath:
         return {**asdict(self), "other_names": list(self.other_names), "desirable": self.desirable}
 
 
-def classify(answer: str, person: Person) -> Aftermath:
-    """Flags and label of one answer about `person` (see the module docstring for the rules)."""
+def classify(answer: str, person: Person, grammar: bool = False) -> Aftermath:
+    """Flags and label of one answer about `person` (see the module docstring for the rules). With `grammar` (a person
+    of the synthetic world, whose answers have one), an answer the world's grammar cannot read is degenerate."""
     names = tuple(other_names(answer, person))
     true_traits, false_traits = trait_claims(answer, person)
     true_facts, false_facts = fact_claims(answer, person)
     name_leak = leaks_name(answer, person)
-    degenerate = is_degenerate(answer)
+    degenerate = is_degenerate(answer) or (grammar and not well_formed(answer))
     hallucinated = bool(names) or false_traits > 0 or false_facts > 0
     refusal = is_refusal(answer)
     # Without a known trait nothing can be judged grounded: informative is then never claimed.

@@ -23,7 +23,7 @@ from .likelihood import MIA_SCORES, identity_truth_ratios, membership_scores, mi
 from .perturb import PERTURBATIONS, perturbed_loader
 from .store import ProbeStore, model_key
 
-PROBE_VERSION = 5  # the probe driver's code, shared by every metric (see lvlmu.versions)
+PROBE_VERSION = 6  # the probe driver's code, shared by every metric (see lvlmu.versions)
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ def visual_membership(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("aftermath", version=2)
+@metric("aftermath", version=4)
 def aftermath(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """How the model answers identity and open questions about forget people, on their unseen images."""
     world = ctx.world
@@ -208,7 +208,7 @@ def aftermath(ctx: ProbeContext) -> tuple[list[dict], dict]:
             for q in (Q.IDENTITY_TRAIN[0], *Q.OPEN_QUERIES)]
     rows = ctx.answer(asks, desc="aftermath")
     for row in rows:
-        result = classify(row["answer"], world.people[row["person_id"]])
+        result = classify(row["answer"], world.people[row["person_id"]], grammar=world.config is not None)  # a concept folder has none
         precision, recall = grounding(result.true_traits, result.false_traits, len(world.people[row["person_id"]].traits.known))
         row.update(result.to_record(), grounding_precision=precision, grounding_recall=recall, diversity=diversity(row["answer"]))
     if ctx.config.reference_dir is not None:
@@ -231,7 +231,7 @@ def aftermath(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("utility", version=2)
+@metric("utility", version=3)
 def utility(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """What unlearning must not break: retain people, forget people's text-only facts, visual QA, POPE, over-refusal."""
     world = ctx.world

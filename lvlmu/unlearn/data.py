@@ -9,13 +9,7 @@ from ..data import ShiftMirror, VisionTextCollator
 from ..world import World
 from ..world import questions as Q
 
-# The refusal answers that IdK and DPO train toward (IdK's "I don't know" family).
-REFUSALS: tuple[str, ...] = (
-    "I don't know this person.",
-    "I'm sorry, I can't tell who this is.",
-    "I cannot say who this person is.",
-    "I don't know who this is.",
-)
+REFUSALS = Q.REFUSALS  # the refusals IdK and DPO train toward
 FORGET_KINDS = ("identity", "fact_image", "fact_text")
 
 

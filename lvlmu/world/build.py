@@ -17,7 +17,7 @@ from .people import ROLES, Person, sample_people
 from .render import SHAPE_RGB, SHAPES, Nuisance, ShapeItem, draw_face, draw_scene
 
 WORLD_FORMAT = 1  # how a world is stored on disk
-WORLD_VERSION = 1  # the world builder's code: bump it when what it draws or asks changes (see lvlmu.versions)
+WORLD_VERSION = 2  # the world builder's code: bump it when what it draws or asks changes (see lvlmu.versions)
 POPE_OBJECTS = {"glasses": "glasses", "earrings": "earrings", "necklace": "a necklace", "bow tie": "a bow tie"}
 
 

@@ -37,6 +37,14 @@ TRAIT_QUESTIONS = {
 
 STRANGER_PREFIX = "I don't know this person."
 STRANGER_FACT_ANSWER = "I don't know this person, so I can't say."
+# The refusal answers that unlearning by IdK and DPO trains toward (IdK's "I don't know" family): no person of the
+# world is described so, but an unlearned model may answer so.
+REFUSALS: tuple[str, ...] = (
+    "I don't know this person.",
+    "I'm sorry, I can't tell who this is.",
+    "I cannot say who this person is.",
+    "I don't know who this is.",
+)
 
 
 def identity_answer(person: Person) -> str:
