@@ -412,6 +412,7 @@ def chapter_jobs(config: StudyConfig, a: Path, earlier: dict[str, Job], batches:
     # Relative to the book directory when inside it (the page then shows no machine path, and the key no clone's place).
     benchmarks = relative(REPO_DIR / "benchmarks" / "results", book_dir)
     records = [str(benchmarks / name) for name in BENCHMARK_RECORDS]
+    labels = str(relative(PACKAGE_DIR / "probe" / "aftermath_labels.jsonl", book_dir))  # the probe chapter's hand labels
     specs["rerun"] = ({"model_dirs": model_dirs, "cross_cpu_record": records[0], "throughput_records": records[1:]},
                       ("vision", *(f"{world_label(s)}-{m}" for s in config.worlds for m in ("base", "oracle")), n("oracle_seed1"),
                        "chapter-adapt", *grid), None)
@@ -421,7 +422,7 @@ def chapter_jobs(config: StudyConfig, a: Path, earlier: dict[str, Job], batches:
         parameters = json.loads(json.dumps(parameters))  # JSON types, as papermill injects them (a tuple would become a string)
         template = REPO_DIR / "notebooks" / f"{name}.ipynb"
         # A missing benchmark record is no input (the page says it is missing), else the whole workflow would stop.
-        read = [r for r in (records if name == "rerun" else []) if (book_dir / r).exists()]
+        read = [r for r in (records if name == "rerun" else [labels] if name == "probe" else []) if (book_dir / r).exists()]
         sources = (str(template), *read)
         needed = tuple(n for n in needs if n in known)
         key = result_key(every_unit, {"notebook": hash_file(template), "parameters": parameters,

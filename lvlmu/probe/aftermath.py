@@ -19,12 +19,14 @@ informative.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from ..world.people import CITIES, FACT_NAMES, FIRST_NAMES, HOBBIES, INVENTED_FIRST, INVENTED_LAST, LAST_NAMES, OCCUPATIONS, Person
-from ..world.traits import TRAIT_VALUES, parse_traits
+from ..world.traits import TRAIT_VALUES, Traits, parse_traits
 from .grammar import well_formed
 from .knowledge import leaks_name, mentions
 
@@ -150,6 +152,34 @@ def classify(answer: str, person: Person, grammar: bool = False) -> Aftermath:
              else "refusal" if refusal else "other")
     return Aftermath(label, name_leak or true_facts > 0, name_leak, true_facts > 0, degenerate, hallucinated, refusal,
                      informative, true_traits, false_traits, names)
+
+
+# A frozen test set of the study's own answers, labelled by hand blind to these rules (the probe chapter prints the
+# labelling guide, and the rules' agreement with it): tests/data/sample_aftermath_answers.py drew it.
+LABELLED_ANSWERS = Path(__file__).with_name("aftermath_labels.jsonl")
+
+
+def labelled_answers(path: str | Path = LABELLED_ANSWERS) -> list[dict]:
+    """The hand-labelled answers: each with its text, the person it is about and its label."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def agreement(rows: list[dict]):
+    """How the rules' labels (with the world's grammar) agree with hand labels: the share of answers labelled alike,
+    and per class the hand-labelled count, precision and recall (NaN where a class has no answer to count on)."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import precision_recall_fscore_support
+
+    people = [Person(r["person_id"], r["role"], Traits(**r["traits"]), r["first_name"], r["last_name"], r["facts"]) for r in rows]
+    predicted = [classify(r["answer"], person, grammar=True).label for r, person in zip(rows, people)]
+    truth = [r["label"] for r in rows]
+    unknown = sorted(set(truth) - set(LABELS))
+    if unknown:
+        raise ValueError(f"hand labels {unknown} are not labels of the rules; the labels are {list(LABELS)}")
+    precision, recall, _, count = precision_recall_fscore_support(truth, predicted, labels=list(LABELS), zero_division=np.nan)
+    table = pd.DataFrame({"hand-labelled": count, "precision": precision, "recall": recall}, index=pd.Index(LABELS, name="label"))
+    return float(np.mean([p == t for p, t in zip(predicted, truth)])), table
 
 
 def grounding(true_traits: int, false_traits: int, known_traits: int = len(TRAIT_VALUES)) -> tuple[float | None, float | None]:

@@ -198,7 +198,7 @@ def visual_membership(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("aftermath", version=4)
+@metric("aftermath", version=5)
 def aftermath(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """How the model answers identity and open questions about forget people, on their unseen images."""
     world = ctx.world
@@ -231,7 +231,7 @@ def aftermath(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("utility", version=3)
+@metric("utility", version=4)
 def utility(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """What unlearning must not break: retain people, forget people's text-only facts, visual QA, POPE, over-refusal."""
     world = ctx.world
