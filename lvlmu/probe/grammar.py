@@ -1,5 +1,5 @@
-"""The grammar of the synthetic world's answers: every sentence its people's answers are made of, and every sentence an
-unlearning target teaches (an invented name, a false description, a refusal, another person's answer).
+"""The grammar of the synthetic world's answers: every sentence its people's and scenes' answers are made of, and every
+sentence an unlearning target teaches (an invented name, a false description, a refusal, another person's answer).
 
 The world's answers come from a finite set of templates (lvlmu.world.questions) filled with a finite vocabulary, so
 an answer is *well formed* when each of its sentences is one of them, whatever it says; one the grammar cannot read
@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from ..world import questions as Q
 from ..world.people import CITIES, FIRST_NAMES, HOBBIES, INVENTED_FIRST, INVENTED_LAST, LAST_NAMES, OCCUPATIONS
+from ..world.render import SHAPE_RGB, SHAPES
 from ..world.traits import TRAIT_VALUES
 
 _SENTENCE = re.compile(r"[^.!?]*[.!?]|[^.!?]+$")
@@ -30,12 +31,15 @@ def sentence_patterns() -> tuple[re.Pattern, ...]:
     name = f"{first} {last}"
     hair = rf"(?:{t['hair_colour']} hair in a bun|{_any(v for v in TRAIT_VALUES['hair_style'] if v != 'bun')} {t['hair_colour']} hair)"
     place, year = _any(CITIES), r"(?:1[89]\d\d|20\d\d)"
+    shape, colour = _any(SHAPES), _any(SHAPE_RGB)
     job, hobby = rf"an? {_any(OCCUPATIONS)}", _any(HOBBIES)
     # A description states the traits in the world's words; a shorter list of them (fewer traits) still reads as English.
     features = rf"(?:{hair}|{t['eye_colour']} eyes|{t['skin_tone']} skin|an? {t['face_shape']} face)"
     worn = rf"(?:{t['glasses']}|{t['accessory']})"
     sentences = [
-        rf"This is {name}\.",
+        rf"This is {name}\.", rf"This is (?:{first}|{last})\.",
+        # the scenes' answers: readable, if not about a person
+        rf"There (?:is 1 shape|are [23] shapes)\.", rf"The {shape} is (?:{colour}|on the left)\.",
         rf"They have {features}(?:, {features})*(?:,? and {features})?\.",
         rf"They wear {worn}(?: and {worn})?\.",
         rf"They were born in (?:{place}|{year})\.", rf"They work as {job}\.", rf"Their hobby is {hobby}\.",
