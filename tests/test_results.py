@@ -84,13 +84,15 @@ def test_pubg_expectations_compare_with_every_baseline_and_the_oracle():
 def test_each_claim_is_decided_by_its_interval_and_says_when_it_cannot():
     from lvlmu.report.claims import FAILS, HOLDS, INCONCLUSIVE, UNMEASURED, claims_table
 
-    base = {"name leak: unseen images": 0.97, "retain names": 0.98, "task: leak": 0.97}
-    oracle = {"MIA AUC (LOSS)": 0.45, "visual MIA AUC (LOSS)": 0.45}
+    base = {"name leak: unseen images": 0.97, "retain names": 0.98, "task: leak": 0.97, "visual QA": 0.9, "POPE F1": 0.9}
+    oracle = {"MIA AUC (LOSS)": 0.45, "visual MIA AUC (LOSS)": 0.45, "fluency: perplexity": 5.0, "diversity": 0.8}
 
     def siu(person, seed, wobble):
         return {**run_row("single", "siu", seed, **{"name leak: unseen images": 0.02 + wobble, "name leak: held-out paraphrases": 0.0,
                                                    "name leak: jailbreak prompts": 0.30 + wobble, "name leak: perturbed": 0.0,
                                                    "retain names": 0.97 - wobble, "visual MIA AUC (LOSS)": 0.50 + wobble,
+                                                   "visual QA": 0.9 + wobble, "POPE F1": 0.88 - wobble,
+                                                   "fluency: perplexity": 30.0 + wobble, "diversity": 0.85 - wobble,
                                                    "MIA AUC (LOSS)": 0.9, "steps": 30}),
                 "forget": person}
 
@@ -100,7 +102,14 @@ def test_each_claim_is_decided_by_its_interval_and_says_when_it_cannot():
     assert table.loc["forgets a person from one image", "verdict"] == HOLDS
     assert "(4 people)" in table.loc["forgets a person from one image", "measured here"]
     assert table.loc["with high generality", "verdict"] == FAILS and "jailbreak prompts 29.9% [" in table.loc["with high generality", "measured here"]
-    assert table.loc["while keeping other people (specificity)", "verdict"] == HOLDS
+    specificity = "while keeping other people and general visual skills (specificity)"
+    assert table.loc[specificity, "verdict"] == HOLDS and "POPE F1 88.1% [" in table.loc[specificity, "measured here"]
+    # fluent enough in diversity, but 6 times the oracle's perplexity: fails on the perplexity alone
+    assert table.loc["and answers fluently and diversely", "verdict"] == FAILS
+    fluent = [{**row, "fluency: perplexity": 8.0 + k % 2} for k, row in enumerate(rows)]
+    assert claims_table(pd.DataFrame(fluent), base, oracle).set_index("claim").loc["and answers fluently and diversely", "verdict"] == HOLDS
+    blind = [{**row, "POPE F1": 0.5 + 0.01 * (k % 2)} for k, row in enumerate(rows)]
+    assert claims_table(pd.DataFrame(blind), base, oracle).set_index("claim").loc[specificity, "verdict"] == FAILS
     assert table.loc["and resists membership inference", "verdict"] == HOLDS, "decided on the visual attack, not the text one"
     assert "text-fact attack" in table.loc["and resists membership inference", "measured here"]
     assert table.loc["PUBG's answers are informative", "verdict"] == UNMEASURED, "no PUBG run: not measured, never guessed"

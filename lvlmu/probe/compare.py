@@ -81,6 +81,10 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "over-refusal: general questions": ("utility", "over-refusal", "general questions"),
     "MIA AUC (LOSS)": ("membership", "loss"),
     "visual MIA AUC (LOSS)": ("visual_membership", "loss"),
+    # SIU's fluency (the base model's perplexity of the answers, median) and diversity (distinct words over words), on
+    # "Who is this?" about forget people's never-trained photographs.
+    "fluency: perplexity": ("aftermath", "identity", "fluency (perplexity, median)"),
+    "diversity": ("aftermath", "identity", "diversity"),
 }
 
 
