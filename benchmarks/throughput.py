@@ -134,6 +134,7 @@ def run_path(path: str, precision: str, steps: int, config, world, out: Path) ->
     from lvlmu.model import load_model
     from lvlmu.pretrain import pretrain, training_examples
     from lvlmu.probe.generate import generate_answers
+    from lvlmu.study import tuned
     from lvlmu.unlearn import UnlearnConfig, unlearn
     from lvlmu.vision import pretrain_vision, vision_examples
 
@@ -147,7 +148,7 @@ def run_path(path: str, precision: str, steps: int, config, world, out: Path) ->
         with meter.measuring(), quiet():
             pretrain(world, work, replace(config.pretrain, epochs=epochs, precision=precision), vision_dir=out / "vision", progress_bar=False)
     elif path.startswith("unlearn"):
-        grid = config.unlearn
+        grid = tuned(config).unlearn  # the study's tuned settings
         run = next(r for r in grid.runs() if r.label == path.split("-")[1] and r.setting == ("split" if path.endswith("npo") else "single"))
         with meter.measuring(), quiet():
             unlearn(world, out / "base", work, replace(run.config, steps=steps + 2, precision=precision, threads=1), progress_bar=False)

@@ -19,6 +19,7 @@ import torch
 
 from lvlmu.io import package_versions
 from lvlmu.unlearn import unlearn
+from lvlmu.study import StudyConfig, tuned
 from lvlmu.unlearn.grid import UnlearnGrid
 from lvlmu.world import load_world
 
@@ -48,7 +49,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     oracle = json.loads((Path(args.oracle) / "manifest.json").read_text())
-    runs = [r for r in UnlearnGrid(seeds=(0,), single_people=1).runs()]
+    # The study's grid at its tuned settings (workflow/tuned.json), each method once per setting: no ablations or curve.
+    grid = tuned(StudyConfig(unlearn=UnlearnGrid(seeds=(0,), single_people=1, single_variants={}, curve_methods=()))).unlearn
+    runs = grid.runs()
     rows = []
     print(f"oracle retrain: {oracle['wall_seconds']:.0f} s, {oracle['steps']} steps, peak {oracle.get('peak_memory_mb', float('nan')):.0f} MB")
     print(f"{'run':32s} {'people':>6s} {'steps':>5s} {'batch':>5s} {'s/person':>9s} {'MB peak':>8s} {'MB added':>8s} {'x oracle':>9s}")

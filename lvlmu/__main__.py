@@ -84,7 +84,7 @@ def study_command(args) -> int:
         report = run_study(args.profile, build=not args.no_book, force=args.force, kernel=args.kernel, jobs_at_once=args.jobs,
                            only=args.only, native_isa=args.native_isa, dry_run=args.dry_run, retry_failed=args.retry_failed,
                            snakemake_profile=args.snakemake_profile, tune=args.tune)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         print(f"[lvlmu] {error}", file=sys.stderr)
         return 2
     if args.dry_run:

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .study import REPO_DIR, StudyConfig, book_job, book_sources, notebook_parameters, done_record, get_profile, grid_runs, plan_jobs, relative
+from .study import REPO_DIR, StudyConfig, book_job, book_sources, notebook_parameters, done_record, get_profile, grid_runs, plan_jobs, recorded, relative
 from .unlearn.methods import METHODS
 
 SNAKEFILE = REPO_DIR / "workflow" / "Snakefile"
@@ -69,6 +69,9 @@ def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = 
         if build:
             plan["book"] = book_job([j for j in plan.values() if j.kind == "chapter"], book_dir)
         keys = {name: job.key for name, job in plan.items()}
+        if tune and not config.settings_path().exists():  # the choice's file was deleted: make it again (a hand edit goes unseen)
+            for old in recorded(artifacts, "tune-select"):
+                old.unlink()
         if retry_failed:  # a job whose runs or chapter failed runs again (its finished runs are reused by their keys)
             for name in keys:
                 path = book_dir / done_record(a, name, keys[name])

@@ -84,7 +84,7 @@ def tuned(config: StudyConfig) -> StudyConfig:
     split_methods = dict.fromkeys([*grid.methods, *(v["method"] for v in grid.split_variants.values())])
     baselines = tuple(m for m in grid.single_methods if m not in grid.curve_methods and m not in ("siu", "pubg"))
     curve = dict.fromkeys([*grid.curve_methods, *nearest_to_oracle(config.settings_path(), "single", baselines, grid.curve_baselines)]) \
-        if config.settings_path().exists() else dict.fromkeys(grid.curve_methods)
+        if grid.curve_methods and config.settings_path().exists() else dict.fromkeys(grid.curve_methods)
     single_methods = dict.fromkeys([*grid.single_methods, *(v["method"] for v in grid.single_variants.values()), *curve])
     chosen = load_settings(config.settings_path(), {"split": tuple(split_methods), "single": tuple(single_methods)}, config.worlds)
     merged = {setting: {m: {**chosen[setting].get(m, {}), **own.get(m, {})} for m in dict.fromkeys([*chosen[setting], *own])}
@@ -227,7 +227,7 @@ CHAPTER_TITLES = {"rerun": "Re-running and adapting the study", "pubg": "PUBG ag
 # job after them, so it starts as soon as a core is free beside the grid (started last, it ran alone on one core for
 # its whole ~15 minutes at the end of the full study while the other core idled); the long single-image grid jobs
 # go before the forget split's, and the chapters come last.
-PRIORITY = {"gate": 3, "second oracle": 2, "single grid": 2, "split grid": 1}
+PRIORITY = {"gate": 3, "second oracle": 2, "single grid": 2, "curve grid": 2, "split grid": 1}
 
 
 def jobs(config: StudyConfig, artifacts: Path, book_dir: Path, only: str | None = None) -> dict[str, Job]:
@@ -267,6 +267,9 @@ def tuning_jobs(config: StudyConfig, artifacts: Path, book_dir: Path) -> dict[st
     plan (lvlmu.unlearn.tuning), then the choice, written to the settings file that the study reads."""
     if config.settings is None:
         raise ValueError("tuning writes its choice to the settings file: give the study config a `settings` path")
+    if config.settings == SETTINGS_FILE and (config.world, config.unlearn.steps) != (WorldConfig(), UnlearnGrid().steps):
+        raise ValueError(f"this profile's world or steps are not the study's: tuning it would overwrite the study's settings "
+                         f"({SETTINGS_FILE}); give the profile its own `settings:` path")
     config = replace(config, probe=replace(config.probe, **TUNING_PROBES))  # what the rule reads, and no more
     a = relative(artifacts, book_dir)
     seed = config.world.seed
@@ -329,7 +332,7 @@ def world_jobs(config: StudyConfig, seed: int, d: dict[str, Path], vision_dir: P
                        priority=PRIORITY["second oracle" if name == "oracle_seed1" else "gate"]))
     # The base and the oracle probed on each single-image person alone: every method's run on that person reads them.
     reference_keys = [probe_key(probe_config, world, model_keys[m], model_keys["base"]) for m in ("base", "oracle")]
-    for forget in sorted({run.config.forget for runs in batches.values() for run in runs if run.setting == "single"}):
+    for forget in sorted({run.config.forget for runs in batches.values() for run in runs if run.config.forget != "split"}):
         out.append(Job(n(f"reference-{forget.replace(':', '')}"), "reference", hash_json(reference_keys + [forget])[:16],
                        {"world_dir": str(world_dir), "forget": forget, "base_dir": str(base_dir), "oracle_dir": str(oracle_dir),
                         "reference_results_dir": str(probes), "probe_config": probe_parameters},
@@ -341,7 +344,7 @@ def world_jobs(config: StudyConfig, seed: int, d: dict[str, Path], vision_dir: P
             keys[run.name] = [model, probe_key(probe_config, world, model, model_keys["base"]), run.config.forget]
             specs.append({"name": f"{label}-{run.name}", "config": asdict(run.config), "model_dir": str(models / "unlearned" / run.name),
                           "results_dir": str(probes / run.name)})
-        references = tuple(n(f"reference-{run.config.forget.replace(':', '')}") for run in runs if run.setting == "single")
+        references = tuple(n(f"reference-{run.config.forget.replace(':', '')}") for run in runs if run.config.forget != "split")
         out.append(Job(name, "grid", hash_json(keys)[:16],
                        {"world_dir": str(world_dir), "base_dir": str(base_dir), "oracle_dir": str(oracle_dir),
                         "reference_results_dir": str(probes), "probe_config": probe_parameters, "runs": specs},

@@ -349,7 +349,7 @@ def test_snakemake_lists_every_job_and_the_cluster_profile_dry_runs(tmp_path):
     import subprocess
     import sys
 
-    from lvlmu.study import REPO_DIR, grid_batches, jobs
+    from lvlmu.study import REPO_DIR, grid_batches, jobs, tuned
 
     from lvlmu.engine import stage_book_sources
 
@@ -363,7 +363,7 @@ def test_snakemake_lists_every_job_and_the_cluster_profile_dry_runs(tmp_path):
         result = subprocess.run(base + extra, capture_output=True, text=True, cwd=tmp_path)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         total = int(re.search(r"^total\s+(\d+)", result.stdout, re.MULTILINE).group(1))
-        n_grid = len(grid_batches(replace(study, grid_jobs=grid_jobs)))
-        assert total == planned - len(grid_batches(study)) + n_grid + 2, result.stdout[-2000:]  # and the book, and `all`
+        n_grid = len(grid_batches(tuned(replace(study, grid_jobs=grid_jobs))))  # the grid as planned: its settings and curve read
+        assert total == planned - len(grid_batches(tuned(study))) + n_grid + 2, result.stdout[-2000:]  # and the book, and `all`
         if grid_jobs == "run":
             assert "w1_grid_split_ga_seed0" in result.stdout and "gpu=1" in result.stdout.replace(" ", "")

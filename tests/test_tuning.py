@@ -1,12 +1,11 @@
 """Tuning apart from reporting: one budget, one selection rule, a settings file the study checks."""
 import json
-
-import pytest
-
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from lvlmu.study import StudyConfig, tuned
 from lvlmu.unlearn.grid import UnlearnGrid
@@ -96,7 +95,7 @@ def test_the_study_reads_its_settings_under_the_grid_own_and_names_what_the_file
     path = tmp_path / "tuned.json"
     chosen = {"split": {"ga": {"learning_rate": 8e-4, "batch_size": 32}, "npo": {"learning_rate": 4e-4, "batch_size": 32}},
               "single": {"ga": {"learning_rate": 2e-4, "batch_size": 8}}}
-    table = [{"setting": "single", "method": m, "chosen": True, "distance to the oracle": d} for m, d in (("ga", 0.3), ("npo", 0.1))]
+    table = [{"setting": "single", "method": m, "chosen": True, "distance to the oracle": d} for m, d in (("ga", 0.3), ("npo", 0.1), ("kl", 0.2))]
     path.write_text(json.dumps({"tuning_world": {"seed": 0}, "chosen": chosen, "table": table}))
     grid = UnlearnGrid(methods=("ga", "npo"), single_methods=("ga",), single_people=1, split_variants={}, single_variants={}, curve_methods=(),
                        split_hyperparameters={"npo": {"learning_rate": 1e-4}})
@@ -106,7 +105,11 @@ def test_the_study_reads_its_settings_under_the_grid_own_and_names_what_the_file
     assert configs[("split", "npo")].learning_rate == 1e-4 and configs[("split", "npo")].batch_size == 32  # the grid's own wins
     assert tuned(study) == study  # reading the file again changes nothing
     # the steps curve follows the baselines nearest the oracle on the tuning world (here the single-image setting's ga)
-    assert tuned(StudyConfig(unlearn=replace(grid, curve_baselines=1), settings=str(path))).unlearn.curve_methods == ("ga",)
+    two = replace(grid, single_methods=("ga", "kl"), curve_methods=("siu",), curve_baselines=1)
+    chosen["single"] |= {"kl": {"learning_rate": 1e-4, "batch_size": 8}, "siu": {"learning_rate": 8e-4, "batch_size": 8}}
+    path.write_text(json.dumps({"tuning_world": {"seed": 0}, "chosen": chosen, "table": table}))
+    assert tuned(StudyConfig(unlearn=two, settings=str(path))).unlearn.curve_methods == ("siu", "kl")  # kl (0.2) nearer than ga (0.3)
+    assert tuned(StudyConfig(unlearn=replace(two, curve_methods=()), settings=str(path))).unlearn.curve_methods == ()  # no curve, no baselines
     with pytest.raises(ValueError, match="no tuned setting for split: kl"):
         tuned(StudyConfig(unlearn=replace(grid, methods=("ga", "kl")), settings=str(path)))
     with pytest.raises(ValueError, match="tuned on world seed 0, which is a reporting world"):
@@ -141,5 +144,15 @@ def test_make_tune_runs_every_candidate_on_the_tuning_world_and_writes_the_setti
     assert configs["w1-split-ga-seed0"]["learning_rate"] == record["chosen"]["split"]["ga"]["learning_rate"]
     assert configs["w1-single-siu-person0-seed0"]["batch_size"] == 4
     assert configs["w1-curve-siu-steps1-person0-seed0"]["steps"] == 1
-    # unchanged, nothing reruns
+    # unchanged, nothing reruns; a deleted settings file is made again, and nothing else runs
     assert set(run_study(study, book_dir=book, tune=True, log=lambda *_: None)["jobs"].values()) == {"cached"}
+    settings.unlink()
+    again = run_study(study, book_dir=book, tune=True, log=lambda *_: None)["jobs"]
+    assert {j for j, status in again.items() if status == "ran"} == {"tune-select"} and json.loads(settings.read_text())["chosen"] == record["chosen"]
+
+
+def test_tuning_another_world_into_the_study_settings_is_refused():
+    from lvlmu.study import get_profile, tuning_jobs
+
+    with pytest.raises(ValueError, match="would overwrite the study's settings"):
+        tuning_jobs(get_profile("quick"), Path("artifacts"), Path("."))

@@ -293,9 +293,12 @@ def test_siu_target_repeats_set_the_share_of_the_targets(micro_world):
 def test_the_grid_names_every_run_and_checks_its_methods():
     from lvlmu.unlearn.grid import UnlearnGrid
 
-    runs = UnlearnGrid(methods=("ga", "siu"), seeds=(0, 1), single_methods=("siu",), single_people=2, split_variants={"ga-fast": {"method": "ga", "learning_rate": 1.0}}).runs()
+    runs = UnlearnGrid(methods=("ga", "siu"), seeds=(0, 1), single_methods=("siu",), single_people=2, split_variants={"ga-fast": {"method": "ga", "learning_rate": 1.0}},
+                       single_variants={"siu-ce-only": {"method": "siu", "weights": {"dmk": 0.0}}}, single_variant_people=1,
+                       curve_methods=("siu",), curve_steps=(2, 6)).runs()
     names = [r.name for r in runs]
-    assert len(names) == len(set(names)) == 2 * (2 + 1 + 2)
+    assert len(names) == len(set(names)) == 2 * (2 + 1 + 2 + 1 + 2)  # split, variant, single people, ablation, curve
+    assert [r.config.steps for r in runs if r.setting == "curve"] == [2, 6] * 2
     assert [r.label for r in runs if r.name.startswith("split-ga-fast")] == ["ga-fast"] * 2
     single = [r for r in runs if r.setting == "single"]
     assert {r.config.forget for r in single} == {"split:0", "split:1"} and all(r.config.images == "single" for r in single)

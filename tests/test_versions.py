@@ -1,14 +1,14 @@
 """Declared versions: the guard that names a unit whose code changed without a bump, and keys that follow versions,
 configs and inputs, never comments or file times."""
 import ast
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
 from lvlmu import versions as V
 from lvlmu.probe import suite
-from lvlmu.study import get_profile, jobs
+from lvlmu.study import get_profile, jobs, tuned
 from lvlmu.unlearn.methods import METHODS
 
 PACKAGE = Path(V.__file__).parent
@@ -119,10 +119,14 @@ def test_a_metric_bump_changes_no_model(monkeypatch):
 
     study = get_profile("quick")
     plan = jobs(study, Path("artifacts"), Path("."))
-    runs = {run.name: unlearn_key(run.config, plan["w1-world"].key, plan["w1-base"].key) for run in study.unlearn.runs()}
+    planned = {run["name"]: run["config"] for job in plan.values() if job.kind == "grid" for run in job.spec["runs"]}
+    # the runs as planned (their settings read from the tuning's file) are the runs the probes' bump leaves unchanged
+    assert planned == {f"w1-{run.name}": asdict(run.config) for run in tuned(study).unlearn.runs()} | {
+        f"w2-{run.name}": asdict(run.config) for run in tuned(study).unlearn.runs()}
+    runs = {run.name: unlearn_key(run.config, plan["w1-world"].key, plan["w1-base"].key) for run in tuned(study).unlearn.runs()}
     monkeypatch.undo()
     plan = jobs(study, Path("artifacts"), Path("."))
-    assert runs == {run.name: unlearn_key(run.config, plan["w1-world"].key, plan["w1-base"].key) for run in study.unlearn.runs()}
+    assert runs == {run.name: unlearn_key(run.config, plan["w1-world"].key, plan["w1-base"].key) for run in tuned(study).unlearn.runs()}
 
 
 def test_a_world_bump_changes_every_key(monkeypatch):
@@ -138,8 +142,8 @@ def test_a_grid_change_moves_only_the_affected_jobs():
     before = {n: j.key for n, j in jobs(study, Path("artifacts"), Path(".")).items()}
     grid = replace(study.unlearn, split_hyperparameters={**study.unlearn.split_hyperparameters, "ga": {"learning_rate": 5e-4}})
     plan = jobs(replace(study, unlearn=grid), Path("artifacts"), Path("."))
-    # GA on one person alone runs at its split settings with a smaller batch: both of its jobs move.
-    moved = {f"{w}-grid-{s}-ga" for w in ("w1", "w2") for s in ("split", "single")}
+    # GA's split runs move; its single-image runs have their own tuned setting and do not.
+    moved = {f"{w}-grid-split-ga" for w in ("w1", "w2")}
     readers = {n for n, j in plan.items() if moved & set(j.needs)}
     assert readers >= {"chapter-compare", "chapter-claims", "chapter-intro", "chapter-rerun"}
     assert changed(before, {n: j.key for n, j in plan.items()}) == moved | readers

@@ -5,6 +5,8 @@ The world's answers come from a finite set of templates (lvlmu.world.questions) 
 an answer is *well formed* when each of its sentences is one of them, whatever it says; one the grammar cannot read
 ("This is.", "There are grey hair The hobby is.") is malformed, which the aftermath rules count as degenerate. A
 reader's concept folder has answers in free English: it has no grammar, and no answer about it is judged this way.
+An answer cut off by the probes' 48-token limit is malformed too: the world's longest answer (a stranger's
+description) takes 34 tokens, so only a model that does not stop reaches the limit.
 """
 from __future__ import annotations
 

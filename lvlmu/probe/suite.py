@@ -198,7 +198,7 @@ def visual_membership(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("aftermath", version=6)
+@metric("aftermath", version=7)
 def aftermath(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """How the model answers identity and open questions about forget people, on their unseen images."""
     world = ctx.world

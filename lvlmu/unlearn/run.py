@@ -52,7 +52,7 @@ class UnlearnConfig:
     # names it `vision_tower` in LLaVA, `visual` in Qwen2-VL, `vision_model` in Idefics3). Empty: train every weight.
     frozen: str = r".*\b(vision_tower|visual|vision_model)\..*"
     # SIU's data: how many other people's QA pairs (T4) keep their knowledge, and how often the target examples
-    # (T1, T2) repeat against T3 and T4. On the default world's seed-0 sweep (benchmarks/sweep_unlearning.py), 8 pairs
+    # (T1, T2) repeat against T3 and T4. On an early sweep of the default world (SIU's defaults since; not tuned by `make tune`), 8 pairs
     # cost up to 20 points of retain recognition, 32 pairs without repeats left names on some people's new photos,
     # and 32 with 3 repeats kept retain recognition within 3 points with almost no leak.
     other_qa: int = 32
