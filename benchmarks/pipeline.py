@@ -47,14 +47,14 @@ def timed_make(clone: Path, profile: str, log: Path, env: dict) -> float:
 
 
 def records(clone: Path) -> dict[str, dict]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted((clone / "artifacts" / "done").glob("*.json"))}
+    return {p.stem.rsplit(".", 1)[0]: json.loads(p.read_text()) for p in sorted((clone / "artifacts" / "done").glob("*.json"))}  # NAME.KEY.json
 
 
 def job_seconds_by_kind(done: dict[str, dict]) -> dict[str, int]:
     """Each job's own time (from its done-record), summed by kind; a grid job by setting."""
     groups: dict[str, float] = {}
     for name, record in done.items():
-        kind = record["kind"] if record["kind"] != "grid" else f"grid, {name.split('-')[1]}"
+        kind = record["kind"] if record["kind"] != "grid" else f"grid, {name.split('-grid-')[1].split('-')[0]}"  # w1-grid-split-ga
         groups[kind] = groups.get(kind, 0.0) + record["wall_seconds"]
     return {k: round(v) for k, v in groups.items()}
 
@@ -66,9 +66,9 @@ def jobs_ran(log: Path) -> dict[str, int]:
 
 
 def trained(clone: Path, since: float) -> list[str]:
-    """The models whose manifest was written after `since`."""
-    models = clone / "artifacts" / "models"
-    return sorted(str(p.parent.relative_to(models)) for p in models.rglob("manifest.json") if p.stat().st_mtime > since)
+    """The models whose manifest was written after `since` (every world's, and the shared tower)."""
+    artifacts = clone / "artifacts"
+    return sorted(str(p.parent.relative_to(artifacts)) for p in artifacts.glob("**/models/**/manifest.json") if p.stat().st_mtime > since)
 
 
 def edit(clone: Path, path: str, old: str, new: str) -> None:
@@ -89,7 +89,7 @@ def measured_edit(clone: Path, profile: str, name: str, workdir: Path, env: dict
     log = workdir / f"edit-{name}.log"
     seconds = timed_make(clone, profile, log, env)
     done = records(clone)
-    ran = sorted(n for n, r in done.items() if (clone / "artifacts" / "done" / f"{n}.json").stat().st_mtime > started)
+    ran = sorted(n for n in done if any(p.stat().st_mtime > started for p in (clone / "artifacts" / "done").glob(f"{n}.*.json")))
     return {"wall_seconds": round(seconds), "jobs": jobs_ran(log), "jobs_that_ran": ran, "models_trained": trained(clone, started)}
 
 
