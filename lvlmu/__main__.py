@@ -1,5 +1,5 @@
 """Command line: `python -m lvlmu study --profile full`, `python -m lvlmu unlearn ...` (also under `accelerate launch`),
-`python -m lvlmu estimate`, `python -m lvlmu example-concept`."""
+`python -m lvlmu attack ...`, `python -m lvlmu estimate`, `python -m lvlmu example-concept`."""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     versions = commands.add_parser("versions", help="check the declared versions of the code against versions.json")
     versions.add_argument("--record", action="store_true", help="write the table (refused while code changed without a version bump)")
     add_unlearn_command(commands)
+    from .attack.command import add_attack_command
+
+    add_attack_command(commands)
     estimate = commands.add_parser("estimate", help="print estimated memory and FLOPs of LoRA unlearning for LLaVA-1.5 7B and 13B")
     estimate.add_argument("--json", default=None, help="also write the table to this JSON file")
     concept = commands.add_parser("example-concept", help="write the example concept folder from a built world")
@@ -50,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "unlearn":
         return unlearn_command(args)
+    if args.command == "attack":
+        from .attack.command import attack_command
+
+        return attack_command(args)
     if args.command == "estimate":
         from .estimate import llava_15_estimates
 

@@ -14,6 +14,7 @@ from typing import get_type_hints
 
 import yaml
 
+from .attack.suite import AttackConfig, attack_key
 from .io import hash_file, hash_json
 from .pretrain import PretrainConfig, pretrain_key
 from .probe.suite import ProbeConfig, probe_key, study_probe_config
@@ -53,6 +54,11 @@ class StudyConfig:
     # (relative to the repository); the grid's own hyperparameters, where it gives some, win. None: the grid's alone.
     settings: str | None = SETTINGS_FILE
     tuning: TuningPlan = field(default_factory=TuningPlan)
+    # The attacks (lvlmu.attack) on every method of the grid (its variants aside), in both settings: the forget split's
+    # runs, and the single-image runs of each world's first `attack_people` forget people; the base and the oracle are
+    # attacked the same way on the same people (the oracle's recovery is the calibration). At most single_people.
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    attack_people: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "worlds", tuple(self.worlds))
@@ -62,6 +68,8 @@ class StudyConfig:
             raise ValueError(f"worlds={list(self.worlds)}: give one or more distinct world seeds")
         if self.unlearn.single_people > self.world.n_forget:
             raise ValueError(f"unlearn.single_people={self.unlearn.single_people}, but each world has {self.world.n_forget} forget people")
+        if self.attack_people < 0:
+            raise ValueError(f"attack_people={self.attack_people}: give how many single-image people to attack (0 or more)")
         if self.world.seed in self.worlds:
             raise ValueError(f"world {self.world.seed} is the tuning world (world.seed) and cannot also report results; "
                              f"the reporting worlds are {list(self.worlds)}")
@@ -181,8 +189,9 @@ def grid_batches(config: StudyConfig) -> dict[str, list[tuple[str, UnlearnRun]]]
 
 
 def world_dirs(a: Path, label: str) -> dict[str, Path]:
-    """Where a world's files lie: its people and photographs, its models and its probes."""
-    return {"world": a / label / "world", "models": a / label / "models", "probes": a / label / "probes"}
+    """Where a world's files lie: its people and photographs, its models, its probes and its attacks."""
+    return {"world": a / label / "world", "models": a / label / "models", "probes": a / label / "probes",
+            "attacks": a / label / "attacks"}
 
 
 def grid_runs(config: StudyConfig, artifacts: Path) -> dict[str, dict]:
@@ -194,7 +203,8 @@ def grid_runs(config: StudyConfig, artifacts: Path) -> dict[str, dict]:
         for run in config.unlearn.runs():
             out[f"{label}-{run.name}"] = {"world": label, "setting": run.setting, "method": run.label, "seed": run.config.seed,
                                           "forget": run.config.forget, "model_dir": str(d["models"] / "unlearned" / run.name),
-                                          "results_dir": str(d["probes"] / run.name)}
+                                          "results_dir": str(d["probes"] / run.name),
+                                          **({"attack_dir": str(d["attacks"] / run.name)} if attacked(config, run) else {})}
     return out
 
 
@@ -218,7 +228,7 @@ def notebook_parameters(config) -> dict:
 BENCHMARK_RECORDS = ("cross-cpu-quick.json", "throughput-avx512.json", "throughput-avx2.json")  # what the re-run page reads
 CHAPTER_TITLES = {"rerun": "Re-running and adapting the study", "pubg": "PUBG against the baselines", "compare": "Every method compared",
                   "claims": "The papers' claims, checked", "intro": "Unlearning in vision-language models",
-                  "unlearn": "Unlearning a person from one image", "adapt": "Your own model and concepts",
+                  "unlearn": "Unlearning a person from one image", "attacks": "Forgotten or hidden?", "adapt": "Your own model and concepts",
                   "world": "The world", "pretrain": "Pretraining", "probe": "Probing"}
 
 
@@ -227,7 +237,7 @@ CHAPTER_TITLES = {"rerun": "Re-running and adapting the study", "pubg": "PUBG ag
 # job after them, so it starts as soon as a core is free beside the grid (started last, it ran alone on one core for
 # its whole ~15 minutes at the end of the full study while the other core idled); the long single-image grid jobs
 # go before the forget split's, and the chapters come last.
-PRIORITY = {"gate": 3, "second oracle": 2, "single grid": 2, "curve grid": 2, "split grid": 1}
+PRIORITY = {"gate": 3, "second oracle": 2, "single grid": 2, "curve grid": 2, "split grid": 1, "attack": 1}
 
 
 def jobs(config: StudyConfig, artifacts: Path, book_dir: Path, only: str | None = None) -> dict[str, Job]:
@@ -244,6 +254,7 @@ def jobs(config: StudyConfig, artifacts: Path, book_dir: Path, only: str | None 
         out += world_jobs(config, seed, world_dirs(a, world_label(seed)), vision_dir, vision,
                           {name: [run for _, run in runs] for name, runs in batches.items() if runs[0][0] == world_label(seed)},
                           second_oracle=k == 0)
+        out += attack_jobs(config, seed, a, vision, [run for runs in batches.values() for label, run in runs if label == world_label(seed)])
     out += chapter_jobs(config, a, {job.name: job for job in out}, batches, book_dir)
     return {job.name: job for job in out}
 
@@ -353,6 +364,63 @@ def world_jobs(config: StudyConfig, seed: int, d: dict[str, Path], vision_dir: P
     return out
 
 
+def attack_forgets(config: StudyConfig) -> list[str]:
+    """Whom the attacks are on: the forget split, and each single-image person attacked alone."""
+    people = min(config.attack_people, config.unlearn.single_people) if config.unlearn.single_methods else 0
+    return ["split", *(f"split:{k}" for k in range(people))]
+
+
+def attacked(config: StudyConfig, run: UnlearnRun) -> bool:
+    """Whether the attacks run on this grid run: every method (not its variants) in both settings, on the people
+    attacked."""
+    grid = config.unlearn
+    return (run.setting == "split" and run.label in grid.methods) or \
+        (run.setting == "single" and run.label in grid.single_methods and run.config.forget in attack_forgets(config)[1:])
+
+
+def attack_references(config: StudyConfig, label: str, a: Path) -> dict[str, dict]:
+    """The base and the oracle attacked on each attacked forget (the split, each single-image person): name ->
+    model, forget and where the results go."""
+    d = world_dirs(a, label)
+    return {f"{model}-{forget.replace(':', '')}": {"model": model, "forget": forget, "model_dir": str(d["models"] / model),
+                                                    "results_dir": str(d["attacks"] / f"{model}-{forget.replace(':', '')}")}
+            for model in ("base", "oracle") for forget in attack_forgets(config)}
+
+
+def attack_jobs(config: StudyConfig, seed: int, a: Path, vision: str, runs: list[UnlearnRun]) -> list[Job]:
+    """One world's attacks: one job for the base and the oracle on every attacked forget, one per setting for the
+    grid's runs (each after the grid jobs that make its models)."""
+    if not any(attacked(config, run) for run in runs):
+        return []
+    label = world_label(seed)
+    d = world_dirs(a, label)
+    n = lambda name: f"{label}-{name}"  # noqa: E731
+    world = world_key(config.world_config(seed))
+    settings = notebook_parameters(config.attack)
+    model_keys = {m: pretrain_key(PretrainConfig(**{**asdict(config.pretrain), "exclude_roles": roles}), world, vision)
+                  for m, roles in (("base", ()), ("oracle", ("forget",)))}
+    references = attack_references(config, label, a)
+    targets = [{"name": name, "forget": r["forget"], "model_dir": r["model_dir"], "results_dir": r["results_dir"],
+                "key": attack_key(config.attack, world, model_keys[r["model"]])} for name, r in references.items()]
+    out = [Job(n("attack-references"), "attack", hash_json([[t["key"], t["forget"]] for t in targets])[:16],
+               {"world_dir": str(d["world"]), "config": settings, "targets": targets}, needs=(n("world"), n("base"), n("oracle")),
+               threads=config.attack.threads, gpu=True, priority=PRIORITY["attack"])]
+    batches = grid_batches(replace(config, worlds=(seed,)))
+    for setting in ("split", "single"):
+        chosen = [run for run in runs if run.setting == setting and attacked(config, run)]
+        if not chosen:
+            continue
+        targets = [{"name": f"{label}-{run.name}", "forget": run.config.forget, "model_dir": str(d["models"] / "unlearned" / run.name),
+                    "results_dir": str(d["attacks"] / run.name),
+                    "key": attack_key(config.attack, world, unlearn_key(run.config, world, model_keys["base"]))} for run in chosen]
+        names = {run.name for run in chosen}
+        needs = tuple(b for b, rs in batches.items() if any(r.name in names for _, r in rs))
+        out.append(Job(n(f"attack-{setting}"), "attack", hash_json([[t["key"], t["forget"]] for t in targets])[:16],
+                       {"world_dir": str(d["world"]), "config": settings, "targets": targets}, needs=(n("world"), *needs),
+                       threads=config.attack.threads, gpu=True, priority=PRIORITY["attack"]))
+    return out
+
+
 def chapter_jobs(config: StudyConfig, a: Path, earlier: dict[str, Job], batches: dict[str, list[tuple[str, UnlearnRun]]],
                  book_dir: Path) -> list[Job]:
     """The book's chapters: papermill runs of the notebooks, each after the results it reads. The chapters about one
@@ -372,6 +440,8 @@ def chapter_jobs(config: StudyConfig, a: Path, earlier: dict[str, Job], batches:
     singles = [r for r in runs_all if r.setting == "single"]
     showcase = next((r for r in singles if r.label == "siu"), (singles or runs_all or [None])[0])
     chapter = {"worlds": chapter_worlds(config, a), "runs": runs}
+    every_attack = tuple(name for name in earlier if "-attack-" in name)
+    references = {label: attack_references(config, label, a) for label in map(world_label, config.worlds)} if every_attack else {}
     pubg_runs = {name: r for name, r in runs.items() if r["method"] == "pubg" and r["setting"] == "split"}
     specs = {
         "world": ({"world_dir": str(world_dir), "world_config": asdict(config.world_config(config.worlds[0])), "concept_dir": str(concept_dir)},
@@ -389,13 +459,17 @@ def chapter_jobs(config: StudyConfig, a: Path, earlier: dict[str, Job], batches:
                   (n("world"), n("base"), n("oracle"), n("oracle_seed1"), n("probe-base"), n("probe-oracle"), n("probe-oracle_seed1")), None),
         "compare": (chapter, (*every_reference, *grid), tuple(runs)),
         "pubg": ({**chapter, "method": "pubg"}, (*every_reference, *grid), tuple(pubg_runs)),
-        "claims": (chapter, (*every_reference, *grid), tuple(runs)),
+        "attacks": ({**chapter, "references": references, "distractors": config.attack.distractors}, (*every_reference, *every_attack),
+                    tuple(r for r in runs if "attack_dir" in runs[r])),
+        "claims": ({**chapter, "references": references}, (*every_reference, *grid, *every_attack), tuple(runs)),
         "intro": (chapter, (*every_reference, *grid), tuple(runs)),
         "adapt": ({"model_dir": str(models / "base"), "concept_dir": str(concept_dir), "out_dir": str(a / "adapt" / "unlearned"),
                    "results_dir": str(a / "adapt" / "probes"), "probe_config": probe_parameters,
                    "unlearn_config": {"method": "siu", "images": "single", "steps": config.unlearn.steps, "threads": config.unlearn.threads,
-                                      **config.unlearn.single_overrides("siu")}},
-                  (n("world"), "chapter-world", n("base")), None),
+                                      **config.unlearn.single_overrides("siu")},
+                   # the example concept is a forget person of the first world: its oracle never saw them
+                   "attack_config": notebook_parameters(config.attack), "reference_dir": str(models / "oracle")},
+                  (n("world"), "chapter-world", n("base"), n("oracle")), None),
     }
     if showcase is not None:
         name = f"{first}-{showcase.name}"

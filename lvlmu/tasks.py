@@ -130,6 +130,37 @@ def _grid(job: Job, book_dir: Path, fresh: bool, kernel) -> dict:
     return failed
 
 
+def _attack(job: Job, book_dir: Path, fresh: bool, kernel) -> dict:
+    """The attacks on each of the job's models in turn, on the people each forgot. A model that fails is recorded and
+    the others go on."""
+    from dataclasses import replace
+
+    from .attack.suite import AttackConfig, run_attacks
+    from .unlearn.data import resolve_forget
+    from .world import load_world
+
+    spec, failed = job.spec, {}
+    world = load_world(spec["world_dir"])
+    config = AttackConfig(**spec["config"])
+    for k, target in enumerate(spec["targets"], 1):
+        started = time.time()
+        print(f"[lvlmu] {job.name}: model {k}/{len(spec['targets'])} {target['name']}", flush=True)
+        if not (Path(target["model_dir"]) / "config.json").exists():  # its run failed, and says so; the chapter lists it
+            print(f"[lvlmu] {target['name']}: no model to attack (its run failed)", flush=True)
+            continue
+        try:
+            people = () if target["forget"] == "split" else tuple(resolve_forget(world, target["forget"]))
+            if fresh:
+                shutil.rmtree(target["results_dir"], ignore_errors=True)
+            run_attacks(target["model_dir"], world, target["results_dir"], replace(config, forget_people=people), progress=False,
+                        replace_stale=True)
+            print(f"[lvlmu] {target['name']}: attacked in {time.time() - started:.0f} s", flush=True)
+        except Exception as error:  # the failure is a result to report; the other models go on
+            failed[f"{target['name']} (attacks)"] = "".join(traceback.format_exception(error)[-8:])
+            print(f"[lvlmu] {target['name']}: attack FAILED: {error}", flush=True)
+    return failed
+
+
 def _select(job: Job, book_dir: Path, fresh: bool, kernel) -> None:
     """The tuning's choice: every method's setting by the rule of lvlmu.unlearn.tuning, written to the settings file
     (JSON, which the study reads) and beside it as the methods chapter's tuning section (Markdown)."""
@@ -252,7 +283,7 @@ def build_book(book_dir: Path, warnings_as_errors: bool = True) -> Path:
 
 
 RUNNERS = {"world": _world, "vision": _vision, "pretrain": _pretrain, "probe": _probe, "reference": _reference,
-           "grid": _grid, "select": _select, "chapter": _chapter, "book": _book}
+           "grid": _grid, "attack": _attack, "select": _select, "chapter": _chapter, "book": _book}
 
 
 def task_command(args) -> int:

@@ -28,7 +28,8 @@ TABLE = PACKAGE_DIR / "versions.json"
 # every other module a result imports belongs to one of that result's units.
 BOOKKEEPING = ("__init__.py", "__main__.py", "io.py", "versions.py", "numerics.py", "notebook.py", "study.py", "tasks.py",
                "engine.py", "probe/store.py", "probe/__init__.py", "unlearn/__init__.py", "world/__init__.py",
-               "model/__init__.py", "report/__init__.py")
+               "model/__init__.py", "report/__init__.py", "attack/__init__.py",
+               "attack/command.py")
 ENGINE = ("versions.py", "study.py", "tasks.py", "engine.py", "__main__.py")
 # The modules of the shared units: where each declares its version, and the code it covers (paths in the package;
 # a module that holds registered methods or metrics covers what is left of it once they are taken out).
@@ -42,9 +43,11 @@ CORE_UNITS: dict[str, tuple[str, tuple[str, ...]]] = {
     "unlearn": ("unlearn.run:UNLEARN_VERSION", ("unlearn/run.py", "unlearn/data.py", "unlearn/methods.py", "unlearn/grid.py")),
     # unlearn/results.py decides which people and references a grid run is probed on (probe_run).
     "probe": ("probe.suite:PROBE_VERSION", ("probe/suite.py", "probe/generate.py", "unlearn/results.py")),
+    # The attack driver: what every attack reads its leaks with (lvlmu.attack.suite).
+    "attack": ("attack.suite:ATTACK_VERSION", ("attack/suite.py", "probe/generate.py", "probe/knowledge.py")),
     # The tuning's selection rule (lvlmu.unlearn.tuning): which setting of each method the study runs.
     "tuning": ("unlearn.tuning:TUNING_VERSION", ("unlearn/tuning.py",)),
-    "report": ("report:REPORT_VERSION", ("report/figures.py", "report/claims.py", "report/intervals.py", "report/findings.py",
+    "report": ("report:REPORT_VERSION", ("report/figures.py", "report/claims.py", "report/intervals.py", "report/findings.py", "report/attacks.py",
                                          "report/environment.py", "probe/compare.py",
                                          "probe/recall.py", "unlearn/results.py", "adapt.py", "estimate.py")),
 }
@@ -55,7 +58,10 @@ METHOD_MODULES = {"siu": ("unlearn/siu.py",), "pubg": ("unlearn/pubg.py", "probe
 METRIC_MODULES = {"privacy": ("probe/knowledge.py", "probe/perturb.py"), "truth_ratio": ("probe/likelihood.py", "probe/perturb.py"),
                   "membership": ("probe/likelihood.py",), "visual_membership": ("probe/likelihood.py",), "aftermath": ("probe/aftermath.py", "probe/grammar.py", "probe/knowledge.py", "probe/likelihood.py"),
                   "utility": ("probe/aftermath.py", "probe/knowledge.py")}
-REGISTRY_MODULES = {"method": "unlearn/methods.py", "metric": "probe/suite.py"}
+ATTACK_MODULES = {"relearn_named_photo": ("attack/relearn.py",), "relearn_benign": ("attack/relearn.py",),
+                  "relearn_unrelated": ("attack/relearn.py",), "quantization": ("attack/quantize.py",),
+                  "logit_lens": ("attack/lens.py", "probe/likelihood.py")}
+REGISTRY_MODULES = {"method": "unlearn/methods.py", "metric": "probe/suite.py", "attack": "attack/suite.py"}
 
 
 @dataclass(frozen=True)
@@ -67,10 +73,11 @@ class Unit:
 
 
 def _registries() -> dict[str, dict]:
+    from .attack.suite import ATTACKS
     from .probe.suite import METRICS
     from .unlearn.methods import METHODS
 
-    return {"method": METHODS, "metric": METRICS}
+    return {"method": METHODS, "metric": METRICS, "attack": ATTACKS}
 
 
 def units() -> dict[str, Unit]:
@@ -85,6 +92,8 @@ def units() -> dict[str, Unit]:
         out[f"method:{name}"] = Unit(f"method:{name}", method.version, METHOD_MODULES.get(name, ()), tuple(chain))
     for name, function in registries["metric"].items():
         out[f"metric:{name}"] = Unit(f"metric:{name}", function.version, METRIC_MODULES.get(name, ()), (function.__name__,))
+    for name, function in registries["attack"].items():
+        out[f"attack:{name}"] = Unit(f"attack:{name}", function.version, ATTACK_MODULES.get(name, ()), (function.__name__,))
     return out
 
 

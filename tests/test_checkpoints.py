@@ -64,3 +64,18 @@ def test_the_settings_for_a_large_model_train_the_same_method(micro_world, conce
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.01)
     model, _ = load_model(tmp_path / "bf16")
     assert next(model.parameters()).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_every_attack_runs_on_a_real_architecture_through_lora(architecture, micro_world, concepts, tmp_path):
+    """The attacks take the same path as unlearning: LoRA relearning on the language model, its linear layers
+    quantized, its decoder read by the logit lens, whatever the architecture calls them."""
+    from lvlmu.attack import ATTACKS, AttackConfig, run_attacks
+
+    checkpoint = build_random_checkpoint(architecture, tmp_path / "checkpoint", world_corpus(micro_world))
+    config = AttackConfig(steps=(1,), lora=True, learning_rate=1e-2, distractors=2, generation_batch_size=16, group_size=16)
+    store = run_attacks(checkpoint, concepts, tmp_path / "attacks", config, progress=False)
+    assert set(store.data["metrics"]) == set(ATTACKS)
+    assert store.summary("quantization")["quantized layers"]["int4"] > 0
+    layers = store.summary("logit_lens")["identified"]
+    assert len(layers) == load_model(checkpoint)[0].config.text_config.num_hidden_layers

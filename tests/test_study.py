@@ -8,6 +8,7 @@ import nbformat
 import pytest
 from bs4 import BeautifulSoup
 
+from lvlmu.attack import AttackConfig
 from lvlmu.io import atomic_directory
 from lvlmu.probe.suite import ProbeConfig
 from lvlmu.engine import run_study
@@ -27,18 +28,20 @@ MICRO_GRID = UnlearnGrid(methods=("graddiff", "idk", "pubg"), seeds=(0,), single
                          curve_methods=("siu",), curve_baselines=0, curve_steps=(1,))
 # Two reporting worlds (1 and 2); the micro world's own seed (3) is the tuning world, where the vision tower trains.
 MICRO_STUDY = StudyConfig(MICRO_WORLD, MICRO_VISION, replace(MICRO_PRETRAIN, epochs=1), eval_max_per_group=8,
-                          probe=ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip",)), unlearn=MICRO_GRID, worlds=(1, 2))
+                          probe=ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip",)), unlearn=MICRO_GRID, worlds=(1, 2),
+                          attack=AttackConfig(steps=(1, 2), distractors=2, generation_batch_size=32))
 # The same study with a changed probe budget and a finished run's learning rate changed (the cache test switches to it).
 CHANGED_STUDY = replace(MICRO_STUDY, eval_max_per_group=6, unlearn=replace(MICRO_GRID, split_hyperparameters={"graddiff": {"learning_rate": 5e-4}}))
 WORLD_JOBS = {"world", "base", "oracle", "probe-base", "probe-oracle", "reference-split0",
               "grid-split-graddiff", "grid-split-idk", "grid-split-pubg", "grid-single-siu", "grid-single-graddiff", "grid-single-siu-ce-only",
-              "grid-curve-siu"}
-BASE_JOBS = {"w3-world", "vision", "w1-oracle_seed1", "w1-probe-oracle_seed1"} | {f"{w}-{j}" for w in ("w1", "w2") for j in WORLD_JOBS if "grid" not in j}
-GRID_JOBS = {f"{w}-{j}" for w in ("w1", "w2") for j in WORLD_JOBS if "grid" in j}
+              "grid-curve-siu", "attack-references", "attack-split", "attack-single"}
+BASE_JOBS = {"w3-world", "vision", "w1-oracle_seed1", "w1-probe-oracle_seed1"} | {f"{w}-{j}" for w in ("w1", "w2") for j in WORLD_JOBS
+                                                                                  if "grid" not in j and "attack" not in j}
+GRID_JOBS = {f"{w}-{j}" for w in ("w1", "w2") for j in WORLD_JOBS if "grid" in j or "attack" in j}
 IDK = {"w1-grid-split-idk": "ran with failures", "w2-grid-split-idk": "ran with failures"}
-CHAPTER_JOBS = {f"chapter-{c}" for c in ("world", "pretrain", "probe", "unlearn", "compare", "pubg", "claims", "intro", "adapt", "rerun")}
+CHAPTER_JOBS = {f"chapter-{c}" for c in ("world", "pretrain", "probe", "unlearn", "compare", "pubg", "attacks", "claims", "intro", "adapt", "rerun")}
 EVERY_JOB = BASE_JOBS | GRID_JOBS | CHAPTER_JOBS | {"book"}
-CHAPTERS = ("intro", "world", "pretrain", "probe", "unlearn", "compare", "pubg", "claims", "adapt", "rerun")
+CHAPTERS = ("intro", "world", "pretrain", "probe", "unlearn", "compare", "pubg", "attacks", "claims", "adapt", "rerun")
 TABLES_ONLY = ("intro", "claims", "rerun")
 
 
@@ -185,9 +188,9 @@ def test_an_unchanged_job_is_skipped_and_a_changed_one_reruns(study_run):
     # are replaced rather than refused. The chapters that read the grid run again; the models are reused.
     third = run_study(CHANGED_STUDY, book_dir=book, build=False, log=lambda *_: None)
     assert third["failed"] == {}
-    readers = {f"chapter-{c}" for c in ("compare", "pubg", "claims", "intro", "rerun")}
+    readers = {f"chapter-{c}" for c in ("compare", "pubg", "attacks", "claims", "intro", "rerun")}
     assert {j for j, status in third["jobs"].items() if status == "ran"} == {"chapter-pretrain"} | readers | {
-        f"{w}-grid-{j}" for w in ("w1", "w2") for j in ("split-idk", "split-graddiff")}  # the single-image setting is tuned apart
+        f"{w}-{j}" for w in ("w1", "w2") for j in ("grid-split-idk", "grid-split-graddiff", "attack-split")}  # the single-image setting is tuned apart
     nb = nbformat.read(book / "book" / "notebooks" / "pretrain.ipynb", as_version=4)
     assert "reusing" in "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     # A missing done-record makes its job run again.

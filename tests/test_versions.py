@@ -46,9 +46,9 @@ def test_a_change_to_the_leak_rules_names_the_methods_and_metrics_that_use_them(
     probe/generate.py (PUBG's teacher answers): an edit there reused old models. Now each names its units."""
     knowledge = source("probe/knowledge.py") + "\nEXTRA_RULE = 1\n"
     assert {p.split(": ")[0] for p in V.check({"probe/knowledge.py": knowledge})} == {
-        "method:random", "method:pubg", "metric:privacy", "metric:aftermath", "metric:utility"}
+        "method:random", "method:pubg", "metric:privacy", "metric:aftermath", "metric:utility", "attack"}
     generate = source("probe/generate.py") + "\nEXTRA = 1\n"
-    assert {p.split(": ")[0] for p in V.check({"probe/generate.py": generate})} == {"method:pubg", "probe"}
+    assert {p.split(": ")[0] for p in V.check({"probe/generate.py": generate})} == {"method:pubg", "probe", "attack"}
 
 
 def test_a_change_to_the_renderer_names_the_world():
@@ -63,17 +63,19 @@ def test_every_module_a_result_imports_belongs_to_its_units():
     table = V.units()
     methods = [u for u in table if u.startswith("method:")]
     metrics = [u for u in table if u.startswith("metric:")]
+    attacks = [u for u in table if u.startswith("attack:")]
     results = {"world/build.py": ["world"], "vision.py": ["world", "training", "vision"],
                "pretrain.py": ["world", "training", "vision", "pretrain"],
                "unlearn/run.py": ["world", "training", "vision", "pretrain", "unlearn", *methods],
-               "probe/suite.py": ["world", "training", "probe", *metrics]}
+               "probe/suite.py": ["world", "training", "probe", *metrics],
+               "attack/suite.py": ["world", "training", "attack", *attacks]}
     for entry, names in results.items():
-        covered = {m for n in names for m in table[n].modules} | {V.REGISTRY_MODULES[k] for k in ("method", "metric")}
+        covered = {m for n in names for m in table[n].modules} | set(V.REGISTRY_MODULES.values())
         loose = sorted(V.import_closure(entry) - covered - set(V.BOOKKEEPING))
         assert not loose, f"{entry} imports {loose}, which no unit of its key covers"
 
 
-@pytest.mark.parametrize("kind", ["method", "metric"])
+@pytest.mark.parametrize("kind", ["method", "metric", "attack"])
 def test_a_registered_unit_declares_the_modules_it_uses(kind):
     """Every lvlmu name a method's class or a metric's function refers to comes from a module of its unit, or of the
     core units its key also holds."""
@@ -82,7 +84,7 @@ def test_a_registered_unit_declares_the_modules_it_uses(kind):
     tree = ast.parse(source(registry))
     imported = V.imported_names(registry)  # inside functions too: SIU and PUBG import their modules there
     assert ("unlearn/siu.py" if kind == "method" else "world/questions.py") in imported.values()
-    core = {m for name in ("training", "unlearn" if kind == "method" else "probe", "world") for m in table[name].modules}
+    core = {m for name in ("training", {"method": "unlearn", "metric": "probe", "attack": "attack"}[kind], "world") for m in table[name].modules}
     for unit in (u for u in table.values() if u.name.startswith(kind)):
         nodes = [n for n in tree.body if getattr(n, "name", None) in unit.objects]
         used = {n.id for node in nodes for n in ast.walk(node) if isinstance(n, ast.Name)}
@@ -105,7 +107,18 @@ def test_keys_are_stable_and_a_method_bump_changes_only_its_grid_jobs_and_the_ch
     monkeypatch.setattr(METHODS["npo"], "version", METHODS["npo"].version + 1)
     after = keys()
     chapters = {n for n in before if n.startswith("chapter-")}
-    assert changed(before, after) == {f"{w}-grid-{s}-npo" for w in ("w1", "w2") for s in ("split", "single")} | chapters
+    # its runs' models change, so their attacks run again too
+    assert changed(before, after) == {f"{w}-{j}-{s}{m}" for w in ("w1", "w2") for s in ("split", "single")
+                                      for j, m in (("grid", "-npo"), ("attack", ""))} | chapters
+
+
+def test_an_attack_bump_changes_no_model_and_no_probe(monkeypatch):
+    from lvlmu.attack.suite import ATTACKS
+
+    before = keys()
+    monkeypatch.setattr(ATTACKS["quantization"], "version", ATTACKS["quantization"].version + 1)
+    chapters = {n for n in before if n.startswith("chapter-")}
+    assert changed(before, keys()) == {f"{w}-attack-{j}" for w in ("w1", "w2") for j in ("references", "split", "single")} | chapters
 
 
 def test_a_metric_bump_changes_no_model(monkeypatch):
@@ -144,6 +157,9 @@ def test_a_grid_change_moves_only_the_affected_jobs():
     plan = jobs(replace(study, unlearn=grid), Path("artifacts"), Path("."))
     # GA's split runs move; its single-image runs have their own tuned setting and do not.
     moved = {f"{w}-grid-split-ga" for w in ("w1", "w2")}
-    readers = {n for n, j in plan.items() if moved & set(j.needs)}
-    assert readers >= {"chapter-compare", "chapter-claims", "chapter-intro", "chapter-rerun"}
+    readers, grown = set(), True
+    while grown:  # every job downstream of the moved ones (the attacks chapter reads the grid through its attacks)
+        downstream = {n for n, j in plan.items() if (moved | readers) & set(j.needs)}
+        grown, readers = not downstream <= readers, readers | downstream
+    assert readers >= {"chapter-compare", "chapter-claims", "chapter-intro", "chapter-rerun", "chapter-attacks", "w1-attack-split"}
     assert changed(before, {n: j.key for n, j in plan.items()}) == moved | readers

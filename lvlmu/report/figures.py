@@ -11,6 +11,7 @@ from ..world.people import ROLES
 
 ROLE_COLOURS = {"forget": "#d62728", "retain": "#1f77b4", "stranger": "#7f7f7f", "holdout": "#2ca02c", "scene": "#9467bd"}
 MODEL_COLOURS = {"base": "#d62728", "oracle": "#2ca02c"}
+METHOD_COLOURS = [c for k, c in enumerate(plt.get_cmap("tab10").colors) if k not in (2, 3)]  # tab10 without the two above
 
 
 def people_gallery(world: World, person_ids: list[str], n_cols: int = 6, image_set: str = "trained"):
@@ -227,5 +228,55 @@ def steps_curve_figure(curve: pd.DataFrame, measures: tuple[str, ...] = ("name l
         ax.set_ylim(-3, 103)
         ax.grid(alpha=0.3)
     axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def recovery_figure(frame: pd.DataFrame, setting: str, kind: str = "name"):
+    """One panel per relearning attack: the `kind` leak (in %) after each number of attack steps, one line per method
+    (mean over worlds); the base and the oracle as bands of their 95% interval over worlds (lvlmu.report.attacks)."""
+    from .intervals import interval
+
+    chosen = frame[(frame["setting"] == setting) & (frame["kind"] == kind) & frame["attack"].str.startswith("relearn")]
+    attacks = list(dict.fromkeys(chosen["attack"]))
+    fig, axes = plt.subplots(1, len(attacks), figsize=(4.6 * len(attacks), 4), squeeze=False, sharey=True)
+    colours = METHOD_COLOURS
+    methods = [m for m in dict.fromkeys(chosen["method"]) if m not in MODEL_COLOURS]
+    for ax, attack in zip(axes[0], attacks):
+        rows = chosen[chosen["attack"] == attack]
+        for reference, colour in MODEL_COLOURS.items():
+            ref = rows[rows["method"] == reference]
+            steps = sorted(ref["step"].unique())
+            bands = [interval(ref[ref["step"] == s], "leak") for s in steps]
+            ax.fill_between(steps, [b.low * 100 if b.defined else b.estimate * 100 for b in bands],
+                            [b.high * 100 if b.defined else b.estimate * 100 for b in bands], color=colour, alpha=0.2)
+            ax.plot(steps, [b.estimate * 100 for b in bands], "--", color=colour, label=reference)
+        for k, method in enumerate(methods):
+            means = rows[rows["method"] == method].groupby(["step", "world"])["leak"].mean().groupby(level="step").mean()
+            ax.plot(means.index, means.values * 100, "o-", ms=3, color=colours[k % len(colours)], label=method)
+        ax.set_title(attack.replace("relearn_", "relearning: ").replace("_", " "), fontsize=10)
+        ax.set_xlabel("attack steps")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"{kind} leak (%)")
+    axes[0][0].set_ylim(-3, 103)
+    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def lens_figure(curve: pd.DataFrame, chance: float, title: str = ""):
+    """The share of photographs whose true name the logit lens ranks first, by layer, one line per model."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    colours = METHOD_COLOURS
+    for k, (method, row) in enumerate(curve.iterrows()):
+        style = ("--", MODEL_COLOURS[method]) if method in MODEL_COLOURS else ("o-", colours[k % len(colours)])
+        ax.plot(row.index, row.values * 100, style[0], ms=3, color=style[1], label=method)
+    ax.axhline(chance * 100, color="0.6", lw=1, ls=":", label="chance")
+    ax.set_xlabel("decoder layer read by the lens")
+    ax.set_ylabel("true name ranked first (%)")
+    ax.set_ylim(-3, 103)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
     fig.tight_layout()
     return fig
