@@ -204,3 +204,20 @@ def test_the_chapter_and_the_claims_read_the_excess_over_the_oracle(siu_benign, 
     assert siu["verdict"] == verdict and "SIU forgets rather than hides" in siu["claim"] and "int4 weights" in siu["measured here"]
     assert pubg["verdict"] == "not measured"  # no attacked PUBG run on the forget split
     assert attack_claims(None)[0]["verdict"] == "not measured"
+
+
+def test_a_concept_folder_without_unseen_images_or_scenes_says_what_it_used(micro_world, micro_model_dir, tmp_path):
+    """No unseen/ folder: the attacks ask about the trained images and say so; no scenes: the unrelated relearning is
+    stored as unavailable, with the reason, and the rest still runs."""
+    import shutil
+
+    from lvlmu.world import export_concept, load_concepts
+
+    folder = export_concept(micro_world, tmp_path / "concept", n_retain=2, n_holdout=2)
+    shutil.rmtree(folder / "unseen", ignore_errors=True)
+    concepts = load_concepts(folder)
+    config = AttackConfig(steps=(1,), attacks=("relearn_unrelated", "logit_lens"), distractors=2, learning_rate=3e-4)
+    store = run_attacks(micro_model_dir, concepts, tmp_path / "attacks", config, progress=False)
+    assert "scenes" in store.summary("relearn_unrelated")["unavailable"]
+    assert "no unseen photographs" in store.summary("logit_lens")["note"]
+    assert store.summary("logit_lens")["identified"]

@@ -232,7 +232,7 @@ def steps_curve_figure(curve: pd.DataFrame, measures: tuple[str, ...] = ("name l
     return fig
 
 
-def recovery_figure(frame: pd.DataFrame, setting: str, kind: str = "name"):
+def recovery_figure(frame: pd.DataFrame, setting: str, kind: str = "name", title: str = ""):
     """One panel per relearning attack: the `kind` leak (in %) after each number of attack steps, one line per method
     (mean over worlds); the base and the oracle as bands of their 95% interval over worlds (lvlmu.report.attacks)."""
     from .intervals import interval
@@ -260,6 +260,8 @@ def recovery_figure(frame: pd.DataFrame, setting: str, kind: str = "name"):
     axes[0][0].set_ylabel(f"{kind} leak (%)")
     axes[0][0].set_ylim(-3, 103)
     axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
 
