@@ -11,7 +11,8 @@ from ..world.people import ROLES
 
 ROLE_COLOURS = {"forget": "#d62728", "retain": "#1f77b4", "stranger": "#7f7f7f", "holdout": "#2ca02c", "scene": "#9467bd"}
 MODEL_COLOURS = {"base": "#d62728", "oracle": "#2ca02c"}
-METHOD_COLOURS = [c for k, c in enumerate(plt.get_cmap("tab10").colors) if k not in (2, 3)]  # tab10 without the two above
+# Sixteen colours for methods: tab20's dark shades, then its light ones, without the greens and reds of the two above.
+METHOD_COLOURS = [plt.get_cmap("tab20").colors[k] for k in (0, 2, 8, 10, 12, 14, 16, 18, 1, 3, 9, 11, 13, 15, 17, 19)]
 
 
 def people_gallery(world: World, person_ids: list[str], n_cols: int = 6, image_set: str = "trained"):
@@ -255,6 +256,7 @@ def recovery_figure(frame: pd.DataFrame, setting: str, kind: str = "name", title
             means = rows[rows["method"] == method].groupby(["step", "world"])["leak"].mean().groupby(level="step").mean()
             ax.plot(means.index, means.values * 100, "o-", ms=3, color=colours[k % len(colours)], label=method)
         ax.set_title(attack.replace("relearn_", "relearning: ").replace("_", " "), fontsize=10)
+        ax.set_xticks(sorted(rows["step"].unique()))
         ax.set_xlabel("attack steps")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"{kind} leak (%)")
@@ -274,6 +276,7 @@ def lens_figure(curve: pd.DataFrame, chance: float, title: str = ""):
         style = ("--", MODEL_COLOURS[method]) if method in MODEL_COLOURS else ("o-", colours[k % len(colours)])
         ax.plot(row.index, row.values * 100, style[0], ms=3, color=style[1], label=method)
     ax.axhline(chance * 100, color="0.6", lw=1, ls=":", label="chance")
+    ax.set_xticks(list(curve.columns))
     ax.set_xlabel("decoder layer read by the lens")
     ax.set_ylabel("true name ranked first (%)")
     ax.set_ylim(-3, 103)
