@@ -94,7 +94,8 @@ def excess_table(frame: pd.DataFrame, setting: str, kind: str = "name") -> pd.Da
 
 
 def points(estimate: Interval) -> str:
-    """"+12 [3, 21]" in percentage points; "+12 (one world: no interval)" where none could be computed."""
+    """"+12 [+3, +21]" in percentage points; "+12 (no interval)" where none could be computed (one world, say), and
+    "no result" where nothing was measured."""
     if not estimate.clusters:
         return "no result"
     if not estimate.defined:
@@ -130,16 +131,15 @@ def attack_findings(frame: pd.DataFrame, setting: str, bound: float = EXCESS_BOU
     chosen = frame[(frame["setting"] == setting) & (frame["kind"] == "name")]
     if chosen.empty or "oracle" not in set(chosen["method"]):
         return f"No attack results with the oracle in the {setting} setting."
-    relearned = chosen[chosen["attack"].str.startswith("relearn")]
     at = strongest(chosen)
-    steps = final_step(relearned) if not relearned.empty else None
+    steps = next((at[a] for a in at if a.startswith("relearn")), None)
     lines = []
     if steps is not None:
         for reference in ("oracle", "base"):
-            rows = relearned[(relearned["method"] == reference) & (relearned["step"] == steps) & (relearned["attack"] == "relearn_named_photo")]
-            if not rows.empty:
+            rows = chosen[(chosen["method"] == reference) & (chosen["step"] == steps) & (chosen["attack"] == "relearn_named_photo")]
+            if not rows.empty:  # each world weighs alike, whatever its number of people, as in the intervals
                 lines.append(f"After {steps} steps on one named photograph, the {reference} names the person on "
-                             f"{rows['leak'].mean():.0%} of their unseen photographs" + (" (what the attack teaches a model that never saw them)." if reference == "oracle" else "."))
+                             f"{rows.groupby('world')['leak'].mean().mean():.0%} of their unseen photographs" + (" (what the attack teaches a model that never saw them)." if reference == "oracle" else "."))
     methods = [m for m in dict.fromkeys(chosen["method"]) if m not in ("base", "oracle")]
     labels = {"relearn_named_photo": f"{steps} steps on one named photograph", "relearn_benign": f"{steps} steps on retained people",
               "relearn_unrelated": f"{steps} steps on unrelated scenes", "quantization": f"{at.get('quantization')} weights"}

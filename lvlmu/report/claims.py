@@ -252,7 +252,7 @@ def likelihood_claim(frame: pd.DataFrame) -> dict:
 def attack_claims(attacks: pd.DataFrame | None) -> list[dict]:
     """Unlearning claims to remove knowledge, not to hide it: SIU's (one person, one image) and PUBG's (the forget
     split) forgetting must survive the cheapest attacks, judged by the excess over the oracle (lvlmu.report.attacks)."""
-    from .attacks import excess_recovery, final_step, strongest_weights
+    from .attacks import excess_recovery, strongest
 
     rows = []
     for paper, method, setting in (("SIU", "siu", "single"), ("PUBG", "pubg", "split")):
@@ -261,9 +261,9 @@ def attack_claims(attacks: pd.DataFrame | None) -> list[dict]:
         if chosen.empty or method not in set(chosen["method"]) or "oracle" not in set(chosen["method"]):
             rows.append(_row(paper, claim, "forgotten, not hidden", f"no attacked {method} run and oracle in this setting", UNMEASURED))
             continue
-        relearned = chosen[chosen["attack"] == "relearn_benign"]
-        steps, weights = (final_step(relearned) if not relearned.empty else 0), strongest_weights(chosen)
-        if relearned.empty or weights is None:
+        at = strongest(chosen)
+        steps, weights = at.get("relearn_benign"), at.get("quantization")
+        if steps is None or weights is None:
             rows.append(_row(paper, claim, "forgotten, not hidden", "the benign relearning or the quantization attack did not run", UNMEASURED))
             continue
         excess = {f"benign fine-tuning ({steps} steps)": excess_recovery(chosen, method, "relearn_benign", steps),
