@@ -111,21 +111,16 @@ def versions_command(args) -> int:
 
 
 def add_unlearn_command(commands) -> None:
-    from .precision import PRECISIONS
+    from .cli import add_checkpoint_arguments
 
     unlearn = commands.add_parser("unlearn", help="unlearn a concept folder (or a world's forget split) from a local checkpoint, "
                                   "then probe it; runs under `accelerate launch` for several GPUs")
-    unlearn.add_argument("--model", required=True, help="a local checkpoint directory (nothing is downloaded)")
-    source = unlearn.add_mutually_exclusive_group(required=True)
-    source.add_argument("--concepts", help="a concept folder (see lvlmu.world.concepts)")
-    source.add_argument("--world", help="a world directory built by lvlmu")
+    add_checkpoint_arguments(unlearn, "a local checkpoint directory (nothing is downloaded)",
+                             "autocast in training: auto (bf16 on a GPU, fp32 on a CPU), fp32, bf16 or fp16 (GPU only)")
     unlearn.add_argument("--out", required=True, help="where the unlearned model (and its adapter, with --lora) goes")
     unlearn.add_argument("--method", default="siu")
     unlearn.add_argument("--images", default="single", choices=("single", "trained"))
     unlearn.add_argument("--lora", action="store_true", help="train a LoRA adapter (targets inferred unless --config sets lora_target)")
-    unlearn.add_argument("--dtype", default="fp32", help="weights on loading: fp32, bf16, fp16 or auto")
-    unlearn.add_argument("--precision", default="auto", choices=PRECISIONS,
-                         help="autocast in training: auto (bf16 on a GPU, fp32 on a CPU), fp32, bf16 or fp16 (GPU only)")
     unlearn.add_argument("--bf16", action="store_const", const="bf16", dest="precision", help="the same as --precision bf16")
     unlearn.add_argument("--gradient-checkpointing", action="store_true")
     unlearn.add_argument("--config", default="{}", help="any other UnlearnConfig fields, as JSON")
@@ -139,11 +134,11 @@ def unlearn_command(args) -> int:
 
     from .probe.suite import ProbeConfig, run_probes
     from .study import from_mapping
+    from .cli import load_source
     from .unlearn import UnlearnConfig, unlearn
-    from .world import load_concepts, load_world
 
     try:
-        world = load_concepts(args.concepts) if args.concepts else load_world(args.world)
+        world = load_source(args)
         config = from_mapping(UnlearnConfig, {"method": args.method, "images": args.images, "lora": args.lora, "dtype": args.dtype,
                                               "precision": args.precision, "gradient_checkpointing": args.gradient_checkpointing,
                                               **json.loads(args.config)}, "--config")

@@ -8,33 +8,28 @@ from pathlib import Path
 
 
 def add_attack_command(commands) -> None:
-    from ..precision import PRECISIONS
+    from ..cli import add_checkpoint_arguments
 
     attack = commands.add_parser("attack", help="try to bring forgotten concepts back (relearning, quantization, logit lens), "
                                  "calibrated by a reference model that never saw them")
-    attack.add_argument("--model", required=True, help="the unlearned checkpoint (a local directory)")
-    source = attack.add_mutually_exclusive_group(required=True)
-    source.add_argument("--concepts", help="a concept folder (see lvlmu.world.concepts)")
-    source.add_argument("--world", help="a world directory built by lvlmu")
+    add_checkpoint_arguments(attack, "the unlearned checkpoint (a local directory)", "autocast while relearning")
     attack.add_argument("--reference", default=None, help="a model that never saw the concepts (the oracle), attacked the same way")
     attack.add_argument("--out", required=True, help="where the attack results go (one folder per model)")
     attack.add_argument("--attacks", default="", help="comma-separated attacks (default: all)")
     attack.add_argument("--learning-rate", type=float, default=None,
                         help="the relearning rate (default: the model's own pretraining rate, from its lvlmu records)")
     attack.add_argument("--lora", action="store_true", help="relearn through a LoRA adapter on the language model")
-    attack.add_argument("--dtype", default="fp32", help="weights on loading: fp32, bf16, fp16 or auto")
-    attack.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast while relearning")
     attack.add_argument("--config", default="{}", help="any other AttackConfig fields, as JSON")
 
 
 def attack_command(args) -> int:
     from ..report.attacks import ATTACK_AXES, attack_table
+    from ..cli import load_source
     from ..study import from_mapping
-    from ..world import load_concepts, load_world
     from .suite import ATTACKS, AttackConfig, run_attacks
 
     try:
-        world = load_concepts(args.concepts) if args.concepts else load_world(args.world)
+        world = load_source(args)
         config = from_mapping(AttackConfig, {"attacks": [a.strip() for a in args.attacks.split(",") if a.strip()],
                                              "learning_rate": args.learning_rate, "lora": args.lora, "dtype": args.dtype,
                                              "precision": args.precision, **json.loads(args.config)}, "--config")
