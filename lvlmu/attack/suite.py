@@ -283,7 +283,7 @@ def quantization(ctx: AttackContext) -> tuple[list[dict], dict]:
     return rows, {**summary, "quantized layers": layers}
 
 
-@attack("logit_lens", version=1)
+@attack("logit_lens", version=2)
 def logit_lens(ctx: AttackContext) -> tuple[list[dict], dict]:
     """Whether each layer, read through the model's own output head, ranks the true name first among distractors."""
     from .lens import lens_identification

@@ -13,6 +13,7 @@ from PIL import Image
 from scipy.stats import ks_2samp
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
+from transformers import BatchFeature
 
 from ..answers import answer_logits, to_device
 from ..data import VisionTextCollator, conversation_text, image_inputs, prompt_text
@@ -46,43 +47,64 @@ def shared_prompt_logprobs(model, processor, prompts: list[dict], answers: list[
         raise ValueError("shared_prompt_logprobs needs one list of answers per prompt, all of the same length")
     model.eval()
     device, tokenizer = next(model.parameters()).device, processor.tokenizer
-    out: list[list[np.ndarray]] = []
+    out: list[list[np.ndarray] | None] = [None] * len(prompts)
     per_batch = max(1, batch_size // max(k, 1))  # prompts
-    for start in tqdm(range(0, len(prompts), per_batch), desc="scoring", disable=not progress, unit="batch"):
-        batch, batch_answers = prompts[start : start + per_batch], answers[start : start + per_batch]
-        has_image, kwargs = image_inputs(batch, load_image)
-        texts = [prompt_text(processor, ex["question"], h) for ex, h in zip(batch, has_image)]
+    for batch_rows, inputs in _unpadded_prompt_batches(processor, prompts, load_image, per_batch, progress):
+        batch, batch_answers = [prompts[i] for i in batch_rows], [answers[i] for i in batch_rows]
         targets = []  # per (prompt, answer): the answer's tokens, end of turn included, as the collator labels them
-        for ex, h, text, replies in zip(batch, has_image, texts, batch_answers):
+        for ex, replies in zip(batch, batch_answers):
+            h = bool(ex.get("image_id"))
+            text = prompt_text(processor, ex["question"], h)
             prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             for reply in replies:
                 full_ids = tokenizer(conversation_text(processor, ex["question"], reply, h), add_special_tokens=False)["input_ids"]
                 if full_ids[: len(prompt_ids)] != prompt_ids:
                     raise ValueError(f"the chat template does not tokenise the prompt as a prefix of the conversation: {text!r}")
                 targets.append(full_ids[len(prompt_ids) :])
-        inputs = processor(text=texts, padding=True, padding_side="left", return_tensors="pt", **kwargs).to(device)
+        inputs = inputs.to(device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
         prompt_out = model(**inputs, use_cache=True, logits_to_keep=1)
         first = torch.log_softmax(prompt_out.logits[:, -1].float(), -1).repeat_interleave(k, 0)  # predicts each answer's first token
         longest = max(len(t) for t in targets)
         ids = torch.full((len(targets), longest), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(targets), longest), dtype=inputs["attention_mask"].dtype)
         for i, t in enumerate(targets):
-            ids[i, : len(t)], mask[i, : len(t)] = torch.tensor(t), 1
-        ids, mask = ids.to(device), mask.to(device)
+            ids[i, : len(t)] = torch.tensor(t)
+        ids = ids.to(device)
         rest = None
         if longest > 1:  # the answers' own tokens predict the next ones, after the repeated prompt cache
             cache = prompt_out.past_key_values
             cache.batch_repeat_interleave(k)
-            attention = torch.cat([inputs["attention_mask"].repeat_interleave(k, 0), mask[:, :-1]], 1)
-            rest = torch.log_softmax(model(input_ids=ids[:, :-1], attention_mask=attention, past_key_values=cache).logits.float(), -1)
-        for i, t in enumerate(targets):
-            values = [first[i, t[0]]] + ([] if rest is None else list(rest[i, torch.arange(len(t) - 1), ids[i, 1 : len(t)]]))
-            if i % k == 0:
-                out.append([])
-            out[-1].append(torch.stack(values).cpu().numpy())
+            # No attention mask: the prompts carry no padding, and an answer's padding comes after its tokens, which
+            # causal attention never lets them see. Each model then places the answers right after the prompt as it
+            # does when it generates (Qwen's multimodal positions included).
+            rest = torch.log_softmax(model(input_ids=ids[:, :-1], past_key_values=cache).logits.float(), -1)
+        for j, row in enumerate(batch_rows):
+            out[row] = [torch.stack([first[j * k + a, t[0]]] + ([] if rest is None else
+                                    list(rest[j * k + a, torch.arange(len(t) - 1), ids[j * k + a, 1 : len(t)]]))).cpu().numpy()
+                        for a, t in enumerate(targets[j * k : (j + 1) * k])]
     return out
+
+
+def _unpadded_prompt_batches(processor, prompts: list[dict], load_image: Callable[[str], Image.Image], per_batch: int,
+                             progress: bool):
+    """(rows, processor inputs) for batches of at most `per_batch` prompts that tokenise to the same length, images
+    included: each prompt goes through the processor alone, and prompts of one length are concatenated along the
+    batch axis (every processor stacks its tensors there)."""
+    by_length: dict[tuple, list] = {}
+    for i, ex in enumerate(tqdm(prompts, desc="scoring", disable=not progress, unit="prompt")):
+        has_image, kwargs = image_inputs([ex], load_image)
+        encoded = processor(text=[prompt_text(processor, ex["question"], has_image[0])], return_tensors="pt", **kwargs)
+        key = (encoded["input_ids"].shape[1], tuple(sorted(encoded)))
+        by_length.setdefault(key, []).append((i, encoded))
+        if len(by_length[key]) == per_batch:
+            yield _concatenated(by_length.pop(key))
+    for group in by_length.values():
+        yield _concatenated(group)
+
+
+def _concatenated(group: list) -> tuple[list[int], BatchFeature]:
+    return [i for i, _ in group], BatchFeature({key: torch.cat([enc[key] for _, enc in group]) for key in group[0][1]})
 
 
 def loss_score(logprobs: np.ndarray, text: str = "") -> float:

@@ -155,7 +155,7 @@ def privacy(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("truth_ratio", version=2)
+@metric("truth_ratio", version=3)
 def truth_ratio(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """Probability of the true name and TOFU's truth ratio, forget and retain people, unseen images."""
     _require(ctx.world, "forget")
@@ -169,7 +169,7 @@ def truth_ratio(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("membership", version=2)
+@metric("membership", version=3)
 def membership(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """MIA AUC of LOSS, Min-K% and zlib: forget people (members of the base) against holdout people (never trained)."""
     _require(ctx.world, "forget", "holdout")
@@ -183,7 +183,7 @@ def membership(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("visual_membership", version=1)
+@metric("visual_membership", version=2)
 def visual_membership(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """MIA AUC of LOSS, Min-K% and zlib on the name given the photograph: forget people's trained photographs (members
     of the base) against holdout people's photographs (never trained)."""
@@ -198,7 +198,7 @@ def visual_membership(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("aftermath", version=7)
+@metric("aftermath", version=8)
 def aftermath(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """How the model answers identity and open questions about forget people, on their unseen images."""
     world = ctx.world
