@@ -1,6 +1,7 @@
 # lvlmu: two commands for a fresh machine.
 #   make study   build the venv, run the study pipeline, build the book into _build/html
 #   make test    build the venv, install Chromium if missing, and run the test suite
+#   make test-qwen  build the optional environment with torchvision (.venv-qwen) and run the Qwen2-VL and Qwen2.5-VL tests
 #   make tune    choose every method's settings on the tuning world (writes workflow/tuned.json, which the study reads)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: study tune test install chromium clean
+.PHONY: study tune test test-qwen install chromium clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +23,19 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# The optional environment for Qwen2-VL and Qwen2.5-VL, whose processors need torchvision. These two releases import
+# together on a CPU (a CUDA build that runs there: about 5.5 GB with its dependencies); the main venv stays as it is.
+QWEN_VENV ?= .venv-qwen
+$(QWEN_VENV)/.installed: pyproject.toml
+	python3 -m venv $(QWEN_VENV)
+	$(QWEN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(QWEN_VENV)/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(QWEN_VENV)/bin/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+test-qwen: $(QWEN_VENV)/.installed
+	$(QWEN_VENV)/bin/python -m pytest -m qwen tests/test_checkpoints.py
 
 study: $(VENV)/.installed
 	$(PY) -m lvlmu study --profile $(PROFILE)

@@ -11,6 +11,8 @@ from lvlmu.numerics import use_portable_numerics  # noqa: E402  (before torch: t
 
 use_portable_numerics()
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -47,3 +49,13 @@ def micro_model_dir(micro_world, micro_vision_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("models") / "base"
     pretrain(micro_world, out, MICRO_PRETRAIN, vision_dir=micro_vision_dir, progress_bar=False)
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `qwen` need torchvision (Qwen's processors): without it they are skipped, saying where they run."""
+    if importlib.util.find_spec("torchvision") is not None:
+        return
+    skip = pytest.mark.skip(reason="needs torchvision (Qwen's processors): run `make test-qwen`, which builds .venv-qwen")
+    for item in items:
+        if "qwen" in item.keywords:
+            item.add_marker(skip)

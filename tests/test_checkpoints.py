@@ -1,16 +1,21 @@
-"""Real architectures through the generic path: tiny random-weight LLaVA and Idefics3 checkpoints, saved and loaded
-like downloaded ones, unlearned with LoRA by two methods, probed, and their adapters reloaded."""
+"""Real architectures through the generic path: tiny random-weight LLaVA, Idefics3, Qwen2-VL and Qwen2.5-VL
+checkpoints, saved and loaded like downloaded ones, unlearned with LoRA, probed, attacked, and their adapters reloaded.
+The Qwen ones need torchvision: they run in the optional environment (`make test-qwen`) and are skipped elsewhere."""
 import json
+import math
 
 import pytest
 import torch
 
 from lvlmu.model import load_adapter, load_model
-from lvlmu.model.random_checkpoints import ARCHITECTURES, build_random_checkpoint
+from lvlmu.model.random_checkpoints import ARCHITECTURES, NEEDS_TORCHVISION, build_random_checkpoint
 from lvlmu.pretrain import world_corpus
 from lvlmu.probe.suite import METRICS, ProbeConfig, run_probes
 from lvlmu.unlearn import UnlearnConfig, unlearn
 from lvlmu.world import export_concept, load_concepts
+
+
+EVERY_ARCHITECTURE = [pytest.param(a, marks=pytest.mark.qwen) if a in NEEDS_TORCHVISION else a for a in ARCHITECTURES]
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +23,7 @@ def concepts(micro_world, tmp_path_factory):
     return load_concepts(export_concept(micro_world, tmp_path_factory.mktemp("concepts") / "example", n_retain=2, n_holdout=2))
 
 
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("architecture", EVERY_ARCHITECTURE)
 def test_a_checkpoint_unlearns_with_lora_is_probed_and_its_adapter_reloads(architecture, micro_world, concepts, tmp_path):
     checkpoint = build_random_checkpoint(architecture, tmp_path / "checkpoint", world_corpus(micro_world))
     model, _ = load_model(checkpoint)
@@ -66,7 +71,7 @@ def test_the_settings_for_a_large_model_train_the_same_method(micro_world, conce
     assert next(model.parameters()).dtype == torch.bfloat16
 
 
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("architecture", EVERY_ARCHITECTURE)
 def test_every_attack_runs_on_a_real_architecture_through_lora(architecture, micro_world, concepts, tmp_path):
     """The attacks take the same path as unlearning: LoRA relearning on the language model, its linear layers
     quantized, its decoder read by the logit lens, whatever the architecture calls them."""
@@ -79,3 +84,40 @@ def test_every_attack_runs_on_a_real_architecture_through_lora(architecture, mic
     assert store.summary("quantization")["quantized layers"]["int4"] > 0
     layers = store.summary("logit_lens")["identified"]
     assert len(layers) == load_model(checkpoint)[0].config.text_config.num_hidden_layers
+
+
+@pytest.mark.parametrize("architecture", EVERY_ARCHITECTURE)
+def test_every_method_trains_two_steps_on_a_real_architecture(architecture, micro_world, concepts, tmp_path):
+    """Each registered method, in full fine-tuning, for two steps: the loss is finite and the language model's weights
+    move; PUBG's guidance holds the reference model's own generated descriptions, one per forget image. (Every probe
+    runs on the LoRA run of the first test.)"""
+    from lvlmu.unlearn import METHODS
+
+    checkpoint = build_random_checkpoint(architecture, tmp_path / "checkpoint", world_corpus(micro_world))
+    base = load_model(checkpoint)[0].state_dict()
+    for method in sorted(METHODS):
+        out = tmp_path / method
+        config = UnlearnConfig(method=method, images="single", steps=2, batch_size=4, learning_rate=1e-2, logging_steps=1)
+        manifest = unlearn(concepts, checkpoint, out, config, progress_bar=False)
+        assert math.isfinite(manifest["train_loss"]), f"{method}: the loss is not finite"
+        moved = [k for k, v in load_model(out)[0].state_dict().items() if not torch.equal(v, base[k])]
+        assert any("language_model" in k or "text_model" in k for k in moved), f"{method} left the language model as it was"
+        if method == "pubg":
+            guidance = [json.loads(line) for line in (out / "guidance.jsonl").read_text().splitlines()]
+            assert {g["image_id"] for g in guidance} == {concepts.single_image(p.person_id)["image_id"] for p in concepts.forget}
+
+
+@pytest.mark.parametrize("architecture", EVERY_ARCHITECTURE)
+def test_siu_masks_exactly_the_target_phrase_under_the_architectures_chat_template(architecture, micro_world, concepts, tmp_path):
+    """The Dual Masked KL's token mask falls on the target phrase of the answer (T1's invented name, T2's false
+    traits), not on a token of the prompt, the image or the template, whatever the template wraps the answer in."""
+    from lvlmu.unlearn.siu import TargetMaskCollator, siu_examples
+
+    _, processor = load_model(build_random_checkpoint(architecture, tmp_path / "checkpoint", world_corpus(micro_world)))
+    person = concepts.forget[0].person_id
+    rows = [r for r in siu_examples(concepts, [person], images="single") if r.get("target")]
+    assert {r["siu"] for r in rows} == {"T1", "T2"}
+    batch = TargetMaskCollator(processor, concepts.image)(rows)
+    for i, row in enumerate(rows):
+        marked = batch["input_ids"][i][batch["target_mask"][i]]
+        assert processor.tokenizer.decode(marked).strip() == row["target"], (architecture, row["siu"])
