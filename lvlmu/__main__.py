@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     estimate = commands.add_parser("estimate", help="print estimated memory and FLOPs of LoRA unlearning for LLaVA-1.5 7B and 13B")
     estimate.add_argument("--json", default=None, help="also write the table to this JSON file")
     concept = commands.add_parser("example-concept", help="write the example concept folder from a built world")
-    concept.add_argument("--world", default="artifacts/world", help="a world directory (default: the study's)")
+    concept.add_argument("--world", default="artifacts/w1/world", help="a world directory (default: the study's first reporting world)")
     concept.add_argument("--out", default="artifacts/concepts/example", help="where the folder goes")
     args = parser.parse_args(argv)
     if args.command == "unlearn":

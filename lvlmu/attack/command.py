@@ -17,7 +17,8 @@ def add_attack_command(commands) -> None:
     attack.add_argument("--out", required=True, help="where the attack results go (one folder per model)")
     attack.add_argument("--attacks", default="", help="comma-separated attacks (default: all)")
     attack.add_argument("--learning-rate", type=float, default=None,
-                        help="the relearning rate (default: the model's own pretraining rate, from its lvlmu records)")
+                        help="the relearning rate (default: a tenth of the model's own pretraining rate, from its lvlmu records; "
+                             "a checkpoint lvlmu did not make needs one)")
     attack.add_argument("--lora", action="store_true", help="relearn through a LoRA adapter on the language model")
     attack.add_argument("--config", default="{}", help="any other AttackConfig fields, as JSON")
 
