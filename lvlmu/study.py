@@ -178,11 +178,17 @@ def relative(path: Path, root: Path) -> Path:
     return Path(os.path.relpath(path, root)) if path.is_relative_to(root) else path
 
 
+def world_runs(config: StudyConfig, index: int) -> list[UnlearnRun]:
+    """The grid's runs on the study's `index`-th reporting world: all of them, less the variants that run on the first
+    worlds alone (UnlearnRun.worlds)."""
+    return [run for run in config.unlearn.runs() if run.worlds is None or index < run.worlds]
+
+
 def grid_batches(config: StudyConfig) -> dict[str, list[tuple[str, UnlearnRun]]]:
     """The grid's runs by job, each with its world's label: one job per world, method and setting, or one per run."""
     batches: dict[str, list[tuple[str, UnlearnRun]]] = {}
-    for label in map(world_label, config.worlds):
-        for run in config.unlearn.runs():
+    for index, label in enumerate(map(world_label, config.worlds)):
+        for run in world_runs(config, index):
             name = run.name if config.grid_jobs == "run" else f"{run.setting}-{run.label}"
             batches.setdefault(f"{label}-grid-{name}", []).append((label, run))
     return batches
@@ -198,9 +204,9 @@ def grid_runs(config: StudyConfig, artifacts: Path) -> dict[str, dict]:
     """Each run of the grid as the chapters read it: its world, setting, method, seed, forget, and where its model and
     results lie."""
     config, out = tuned(config), {}
-    for label in map(world_label, config.worlds):
+    for index, label in enumerate(map(world_label, config.worlds)):
         d = world_dirs(artifacts, label)
-        for run in config.unlearn.runs():
+        for run in world_runs(config, index):
             out[f"{label}-{run.name}"] = {"world": label, "setting": run.setting, "method": run.label, "seed": run.config.seed,
                                           "forget": run.config.forget, "model_dir": str(d["models"] / "unlearned" / run.name),
                                           "results_dir": str(d["probes"] / run.name),
@@ -462,7 +468,7 @@ def chapter_jobs(config: StudyConfig, a: Path, earlier: dict[str, Job], batches:
         "attacks": ({**chapter, "references": references, "distractors": config.attack.distractors}, (*every_reference, *every_attack),
                     tuple(r for r in runs if "attack_dir" in runs[r])),
         "claims": ({**chapter, "references": references}, (*every_reference, *grid, *every_attack), tuple(runs)),
-        "intro": (chapter, (*every_reference, *grid), tuple(runs)),
+        "intro": ({**chapter, "references": references}, (*every_reference, *grid, *every_attack), tuple(runs)),
         "adapt": ({"model_dir": str(models / "base"), "concept_dir": str(concept_dir), "out_dir": str(a / "adapt" / "unlearned"),
                    "results_dir": str(a / "adapt" / "probes"), "probe_config": probe_parameters,
                    "unlearn_config": {"method": "siu", "images": "single", "steps": config.unlearn.steps, "threads": config.unlearn.threads,

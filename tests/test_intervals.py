@@ -97,3 +97,19 @@ def test_the_detectable_difference_shrinks_with_more_worlds():
     assert few.detectable() > 2 * many.detectable() > 0
     # (t_0.975 + t_0.8) standard errors
     assert few.detectable() == pytest.approx((stats.t.ppf(0.975, 2) + stats.t.ppf(0.8, 2)) * few.standard_error)
+
+
+def test_a_rate_without_spread_keeps_the_exact_binomial_interval_of_its_answers():
+    # No leak in any of 3 worlds: the t interval is [0, 0]. On 4 answers a world (12 in all) the exact 95% interval of
+    # 0 of 12 reaches 26.5%, on 32 a world (96) 3.8%: a 10% bound is undecided with the first and cleared with the second.
+    few = pd.DataFrame([{"world": w, "person": "p0", "leak": 0.0, "answers": 4} for w in ("w0", "w1", "w2")])
+    assert (interval(few, "leak").low, interval(few, "leak").high) == (0.0, 0.0), "the t interval alone collapses"
+    widened = interval(few, "leak", answers="answers")
+    assert widened.high == pytest.approx(1 - 0.025 ** (1 / 12), rel=1e-6) and widened.low == 0.0
+    assert verdict(widened, 0.10, "below") == INCONCLUSIVE and widened.detectable() > 0.10
+    many = few.assign(answers=32)
+    assert interval(many, "leak", answers="answers").high == pytest.approx(1 - 0.025 ** (1 / 96), rel=1e-6)
+    assert verdict(interval(many, "leak", answers="answers"), 0.10, "below") == HOLDS
+    # With spread between worlds, the t interval is the wider one and is kept.
+    spread = pd.DataFrame([{"world": w, "person": "p0", "leak": r, "answers": 32} for w, r in (("w0", 0.0), ("w1", 0.25), ("w2", 0.5))])
+    assert interval(spread, "leak", answers="answers").high == pytest.approx(interval(spread, "leak").high)

@@ -60,23 +60,28 @@ def test_the_expectations_read_the_measured_means():
     assert table[("siu, one person, one image", "retain names (base - 10 points)")]
 
 
-def test_pubg_expectations_compare_with_every_baseline_and_the_oracle():
-    from lvlmu.unlearn.results import pubg_targets
+def test_pubg_expectations_are_decided_on_intervals_against_every_baseline_and_the_oracle():
+    from lvlmu.report.claims import FAILS, HOLDS, INCONCLUSIVE, pubg_targets
 
-    def row(method, seed, leak, desirable, quality, **values):
-        return {**run_row("split", method, seed, **{"name leak: unseen images": leak, "task: desirable": desirable,
-                                                    "grounding precision": 0.95, **values}), "forget quality": quality}
+    def row(method, seed, leak, desirable, **values):
+        return run_row("split", method, seed, **{"name leak: unseen images": leak, "task: desirable": desirable,
+                                                  "grounding precision": 0.95, **values})
 
-    rows = [row("pubg", s, 0.04, 0.80, 0.2) for s in (0, 1)]
-    rows += [row("ga", s, 0.0, 0.55, 0.01) for s in (0, 1)] + [row("idk", s, 0.03, 0.10, 0.02) for s in (0, 1)]
-    rows += [row("ga-x4", s, 0.0, 0.79, 0.9) for s in (0, 1)]  # a variant is no baseline
+    rows = [row("pubg", s, 0.04, 0.80) for s in (0, 1)]
+    rows += [row("ga", s, 0.0, 0.55) for s in (0, 1)] + [row("idk", s, 0.03, 0.10) for s in (0, 1)]
+    rows += [row("ga-x4", s, 0.0, 0.79) for s in (0, 1)]  # a variant is no baseline
     oracle = {"task: desirable": 0.85}
     table = pubg_targets(pd.DataFrame(rows), base={"retain names": 1.0}, oracle=oracle).set_index("measure")
-    assert table["holds"].all(), table
-    rows += [row("dpo", s, 0.0, 0.65, 0.3) for s in (0, 1)]  # within 20 points of PUBG, and closer to the oracle in forget quality
-    table = pubg_targets(pd.DataFrame(rows), base={"retain names": 1.0}, oracle=oracle).set_index("measure")["holds"]
-    assert not table["desirable response rate (PUBG task)"] and not table["forget quality against the oracle"]
-    assert table["name leak, unseen images"] and table["gap to the oracle's desirable rate"]
+    assert (table["verdict"] == HOLDS).all(), table
+    assert "forget quality against the oracle" not in table.index, "a KS p-value is never averaged or ranked"
+    rows += [row("dpo", s, 0.0, 0.65) for s in (0, 1)]  # within 20 points of PUBG's desirable rate
+    table = pubg_targets(pd.DataFrame(rows), base={"retain names": 1.0}, oracle=oracle).set_index("measure")["verdict"]
+    assert table["desirable response rate (PUBG task)"] == FAILS
+    assert table["name leak, unseen images"] == HOLDS and table["gap to the oracle's desirable rate"] == HOLDS
+    # The same means, but PUBG's two seeds far apart: its interval straddles the bounds, and no row is decided on the mean.
+    spread = [row("pubg", 0, 0.0, 0.45), row("pubg", 1, 0.08, 1.15)] + rows[2:]
+    table = pubg_targets(pd.DataFrame(spread), base={"retain names": 1.0}, oracle=oracle).set_index("measure")["verdict"]
+    assert table["name leak, unseen images"] == INCONCLUSIVE and table["gap to the oracle's desirable rate"] == INCONCLUSIVE
     with pytest.raises(ValueError, match="no pubg runs"):
         pubg_targets(pd.DataFrame(rows[2:]), base={"retain names": 1.0}, oracle=oracle)
 
@@ -93,7 +98,10 @@ def test_each_claim_is_decided_by_its_interval_and_says_when_it_cannot():
                                                    "retain names": 0.97 - wobble, "visual MIA AUC (LOSS)": 0.50 + wobble,
                                                    "visual QA": 0.9 + wobble, "POPE F1": 0.88 - wobble,
                                                    "fluency: perplexity": 30.0 + wobble, "diversity": 0.85 - wobble,
-                                                   "MIA AUC (LOSS)": 0.9, "steps": 30}),
+                                                   "MIA AUC (LOSS)": 0.9, "steps": 30,
+                                                   # the oracle probed on the same person (lvlmu.unlearn.results.ORACLE_PAIRED)
+                                                   "oracle: MIA AUC (LOSS)": 0.45, "oracle: visual MIA AUC (LOSS)": 0.45,
+                                                   "oracle: fluency: perplexity": 5.0, "oracle: diversity": 0.8}),
                 "forget": person}
 
     # four people, two seeds each, tight around their values: every interval clears its bound one way or the other
@@ -112,6 +120,12 @@ def test_each_claim_is_decided_by_its_interval_and_says_when_it_cannot():
     assert claims_table(pd.DataFrame(blind), base, oracle).set_index("claim").loc[specificity, "verdict"] == FAILS
     assert table.loc["and resists membership inference", "verdict"] == HOLDS, "decided on the visual attack, not the text one"
     assert "text-fact attack" in table.loc["and resists membership inference", "measured here"]
+    # Read against the oracle on the same person, not the split-wide figure: an oracle at 0.75 on these people fails it.
+    known = [{**row, "oracle: visual MIA AUC (LOSS)": 0.75} for row in rows]
+    assert claims_table(pd.DataFrame(known), base, oracle).set_index("claim").loc["and resists membership inference", "verdict"] == FAILS
+    unpaired = [{k: v for k, v in row.items() if not k.startswith("oracle: ")} for row in rows]
+    table = claims_table(pd.DataFrame(unpaired), base, oracle).set_index("claim")
+    assert (table.loc[["and resists membership inference", "and answers fluently and diversely"], "verdict"] == UNMEASURED).all()
     assert table.loc["PUBG's answers are informative", "verdict"] == UNMEASURED, "no PUBG run: not measured, never guessed"
     # a leak whose people straddle the bound: inconclusive, not a point-mean verdict
     spread = [{**row, "name leak: unseen images": leak} for row, leak in zip(rows, (0.0, 0.0, 0.25, 0.25, 0.0, 0.0, 0.25, 0.25))]
@@ -163,6 +177,21 @@ def test_the_dmk_claim_reads_siu_against_its_ablation_paired_on_the_same_people(
     assert table.loc[claim, "verdict"] == HOLDS and "siu-ce-only 6.0% [" in table.loc[claim, "measured here"]
     worse = rows + [single("siu-ce-only", w, p, r + 0.2) for w, p, r in people]
     assert claims_table(pd.DataFrame(worse), base, oracle).set_index("claim").loc[claim, "verdict"] == FAILS
+
+
+def test_augmentation_is_an_ablation_for_every_method_paired_on_the_same_people():
+    from lvlmu.report.claims import augmentation_table
+
+    def single(method, world, person, leak):
+        return {**run_row("single", method, 0, **{"name leak: unseen images": leak}), "world": world, "forget": person}
+
+    cells = [(w, p, 0.1 * k) for k, (w, p) in enumerate((w, p) for w in ("w1", "w2", "w3") for p in ("p1", "p2"))]
+    rows = [single(m, w, p, leak) for m in ("ga", "siu") for w, p, leak in cells]
+    assert augmentation_table(pd.DataFrame(rows)).empty, "no augmented run: no table"
+    rows += [single("siu-augmented", w, p, leak - 0.05) for w, p, leak in cells]  # 5 points less leak on every person
+    table = augmentation_table(pd.DataFrame(rows)).set_index("method")
+    assert list(table.index) == ["siu"], "only a method with augmented runs"
+    assert table.loc["siu", "name leak: unseen images: augmented - plain"].startswith("-5.0% [-5.0%, -5.0%] (3 worlds)")
 
 
 def test_pubg_grounding_needs_recall_near_the_base_description_as_well_as_precision():

@@ -18,7 +18,8 @@ def point(lr, leak, retain):
 
 def test_every_method_gets_the_same_budget_and_no_augmentation():
     plan = TuningPlan(learning_rates=(2e-4, 8e-4), single_people=2)
-    grid = UnlearnGrid(methods=("ga", "pubg"), single_methods=("siu", "ga"), split_variants={"ga-x4": {"method": "ga", "learning_rate_factor": 4}})
+    grid = UnlearnGrid(methods=("ga", "pubg"), single_methods=("siu", "ga"), split_variants={"ga-x4": {"method": "ga", "learning_rate_factor": 4}},
+                       single_variants={"siu-ce-only": {"method": "siu", "weights": {"dmk": 0.0}}})
     runs = plan.runs(grid)
     per_method = Counter((r.setting, r.config.method) for r in runs)
     assert per_method == {("split", "ga"): 2, ("split", "pubg"): 2, ("single", "siu"): 4, ("single", "ga"): 4}  # 2 rates x 2 people
@@ -38,7 +39,7 @@ def test_a_variant_is_its_method_tuned_setting_pushed_by_a_fixed_factor():
 def test_siu_ablations_run_at_siu_tuned_single_image_setting_on_the_first_people():
     grid = UnlearnGrid(methods=(), single_methods=("siu",), single_people=6, split_variants={},
                        single_hyperparameters={"siu": {"learning_rate": 8e-4, "batch_size": 8}})
-    ablations = [r for r in grid.runs() if r.label != "siu" and r.setting == "single"]
+    ablations = [r for r in grid.runs() if r.label.startswith("siu-") and r.label != "siu-augmented" and r.setting == "single"]
     assert Counter(r.label for r in ablations) == {name: 4 for name in ("siu-renormalised", "siu-token-mask-only", "siu-vocabulary-mask-only",
                                                                         "siu-ce-only", "siu-t1-unseen")}
     assert {r.config.forget for r in ablations} == {f"split:{k}" for k in range(4)}
@@ -156,3 +157,19 @@ def test_tuning_another_world_into_the_study_settings_is_refused():
 
     with pytest.raises(ValueError, match="would overwrite the study's settings"):
         tuning_jobs(get_profile("quick"), Path("artifacts"), Path("."))
+
+
+def test_augmentation_is_an_ablation_for_every_method_at_its_tuned_single_image_setting():
+    from lvlmu.unlearn.grid import AUGMENT_SHIFT
+    from lvlmu.unlearn.methods import METHODS
+
+    grid = UnlearnGrid(methods=(), single_methods=tuple(METHODS), single_people=6, split_variants={}, curve_methods=(),
+                       single_hyperparameters={m: {"learning_rate": 1e-4 * (k + 1), "batch_size": 8} for k, m in enumerate(METHODS)})
+    runs = grid.runs()
+    plain = {r.config.method: r.config for r in runs if r.label == r.config.method and r.config.forget == "split:0"}
+    augmented = [r for r in runs if r.label.endswith("-augmented")]
+    assert Counter(r.label for r in augmented) == {f"{m}-augmented": grid.single_variant_people for m in METHODS}
+    for run in augmented:
+        assert run.label == f"{run.config.method}-augmented" and run.config.augment_shift == AUGMENT_SHIFT and run.worlds == 1
+        assert run.config.learning_rate == plain[run.config.method].learning_rate, "the method's own tuned setting"
+    assert {r.config.augment_shift for r in runs if not r.label.endswith("-augmented")} == {0}, "no other run is augmented"

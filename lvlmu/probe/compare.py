@@ -49,7 +49,8 @@ def probe_targets(stores: dict[str, ProbeStore], second_oracle: ProbeStore) -> p
         ("base", "leaks names on forget people's unseen images", "≥ 95%", round(leak["base"], 1), leak["base"] >= 95),
         ("oracle", "leaks names on forget people's unseen images", "≤ 5%", round(leak["oracle"], 1), leak["oracle"] <= 5),
         ("base", "forget quality against the oracle (KS p-value)", "< 0.01", f"{fq_base:.2g}", fq_base < 0.01),
-        ("oracle, seed 1", "forget quality against the oracle (KS p-value)", "> 0.05", f"{fq_oracle:.2g}", fq_oracle > 0.05),
+        # A calibration: the KS test must not tell two models that never saw the people apart (no false difference).
+        ("oracle, seed 1", "not told apart from the oracle by the KS test (no false difference)", "p ≥ 0.05", f"{fq_oracle:.2g}", fq_oracle >= 0.05),
         ("base", "MIA AUC (LOSS), forget against holdout, above the oracle's", f"> {mia['oracle']:.2f}", round(mia["base"], 2), mia["base"] > mia["oracle"]),
     ]
     return pd.DataFrame(rows, columns=["model", "target", "bound", "measured", "met"])
@@ -98,6 +99,19 @@ PAPER_MEASURES: dict[str, str] = {
     "JUDGE_hall": "hallucinated: share of answers naming someone else or stating a false trait or fact",
     "CLIPScore": "grounding precision and recall of the stated visible traits (open query)",
 }
+
+
+def answer_counts(store: ProbeStore) -> dict[str, float | None]:
+    """How many answers each name-leak rate of HEADLINE counts, as "answers: <rate>" (the privacy summary's "name
+    answers"; None where the results lack them): what an interval on a rate needs when the rates do not vary."""
+    summary = store.summary("privacy") if store.has_metric("privacy") else {}
+    out = {}
+    for label, path in HEADLINE.items():
+        if path[0] == "privacy" and path[-1] == "name leak":
+            out[f"answers: {label}"] = summary.get(path[1], {}).get("name answers")
+    perturbed = [out[f"answers: name leak: perturbed ({p})"] for p in PERTURBATIONS]
+    out["answers: name leak: perturbed"] = None if None in perturbed else sum(perturbed)
+    return out
 
 
 def task_rates(figures: dict[str, float | None]) -> dict[str, float | None]:

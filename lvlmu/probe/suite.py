@@ -23,7 +23,7 @@ from .likelihood import MIA_SCORES, identity_truth_ratios, membership_scores, mi
 from .perturb import PERTURBATIONS, perturbed_loader
 from .store import ProbeStore, model_key
 
-PROBE_VERSION = 6  # the probe driver's code, shared by every metric (see lvlmu.versions)
+PROBE_VERSION = 7  # the probe driver's code, shared by every metric (see lvlmu.versions)
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def _rate(rows: list[dict], key: str) -> float | None:
     return float(np.mean([bool(r[key]) for r in rows])) if rows else None
 
 
-@metric("privacy", version=2)
+@metric("privacy", version=3)
 def privacy(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """Name and fact leaks of forget people: trained and unseen images, held-out paraphrases, jailbreaks, perturbations."""
     world = ctx.world
@@ -150,7 +150,8 @@ def privacy(ctx: ProbeContext) -> tuple[list[dict], dict]:
     for condition in dict.fromkeys(r["condition"] for r in rows):
         group = [r for r in rows if r["condition"] == condition]
         # Name leaks are counted on questions about identity, fact leaks on questions about facts.
-        summary[condition] = {"name leak": _rate([r for r in group if r["kind"] != "fact"], "name_leak"),
+        named = [r for r in group if r["kind"] != "fact"]
+        summary[condition] = {"name leak": _rate(named, "name_leak"), "name answers": len(named),
                               "fact leak": _rate([r for r in group if r["kind"] == "fact"], "fact_leak"), "answers": len(group)}
     return rows, summary
 

@@ -1,10 +1,10 @@
 """Result sentences written from the results: the prose a chapter closes with, so that no number, ranking or
-verdict in it is typed by hand (tests/test_findings.py renders it from two result sets)."""
+verdict in it is typed by hand (tests/test_study.py renders the PUBG and claims pages from two result sets)."""
 from __future__ import annotations
 
 import pandas as pd
 
-from .claims import LEAK_BOUND, LEVELS, RETAIN_DROP, baselines_of, described, pct
+from .claims import LEAK_BOUND, LEVELS, RETAIN_DROP, baselines_of, described, leak_interval, pct
 from .intervals import FAILS, HOLDS, interval, verdict
 
 ANSWER_CLASSES = ("refusal", "hallucinated", "degenerate", "informative")
@@ -28,14 +28,14 @@ def pubg_findings(frame: pd.DataFrame, base: dict, oracle: dict, method: str = "
     stopped = []
     for m in methods[1:]:
         runs = split[split["method"] == m]
-        if verdict(interval(runs, "name leak: unseen images", LEVELS), LEAK_BOUND, "below") == HOLDS:
+        if verdict(leak_interval(runs, "name leak: unseen images"), LEAK_BOUND, "below") == HOLDS:
             shares = {c: runs[f"task: {c}"].mean() for c in ANSWER_CLASSES}
             top = max(shares, key=shares.get)
             stopped.append(f"{m} mostly with *{top}* answers ({pct(shares[top])})")
     lines.append(f"Baselines that stop the leak (the interval of their name leak below {LEAK_BOUND:.0%}) answer the task "
                  + ("instead: " + "; ".join(stopped) + "." if stopped else "with: none of them stops it."))
     runs = split[split["method"] == method]
-    retain, leak = interval(runs, "retain names", LEVELS), interval(runs, "name leak: unseen images", LEVELS)
+    retain, leak = interval(runs, "retain names", LEVELS), leak_interval(runs, "name leak: unseen images")
     kept = verdict(retain, base["retain names"] - RETAIN_DROP, "above")
     trade = {HOLDS: "keeps", FAILS: "does not keep"}.get(kept, "may or may not keep (the interval straddles the bound)")
     lines.append(f"{method} {trade} retain recognition within {RETAIN_DROP * 100:.0f} points of the base's "

@@ -26,6 +26,11 @@ SINGLE_VARIANTS: dict[str, dict] = {
     "siu-ce-only": {"method": "siu", "weights": {"dmk": 0.0}},
     "siu-t1-unseen": {"method": "siu", "siu": {"t1": "unseen"}},
 }
+# Augmentation is an ablation for every method in the single-image setting, where none gets it: each method's tuned
+# single-image setting with the photograph shifted by up to AUGMENT_SHIFT pixels and mirrored, as in pretraining, on
+# the first reporting world alone ("worlds": an ablation may run on fewer worlds than the grid).
+AUGMENT_SHIFT = 2
+SINGLE_VARIANTS |= {f"{method}-augmented": {"method": method, "augment_shift": AUGMENT_SHIFT, "worlds": 1} for method in METHODS}
 # Without a tuned single-image setting, a method runs its split setting at this batch: one photograph gives a handful
 # of examples, which a batch of 32 only repeats.
 SINGLE_BATCH_SIZE = 8
@@ -38,6 +43,7 @@ class UnlearnRun:
     # steps curve, single-image runs of fewer steps
     config: UnlearnConfig
     label: str = ""  # how results name it: the method, or a variant's name
+    worlds: int | None = None  # a variant run on the study's first `worlds` reporting worlds alone; None: on every world
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "label", self.label or self.config.method)
@@ -94,7 +100,7 @@ class UnlearnGrid:
             for name, variant in self.single_variants.items():
                 for k in range(min(self.single_variant_people, self.single_people)):
                     config = self.config(seed, f"split:{k}", "single", self.variant_overrides(variant, "single"))
-                    runs.append(UnlearnRun(f"single-{name}-person{k}-seed{seed}", "single", config, label=name))
+                    runs.append(UnlearnRun(f"single-{name}-person{k}-seed{seed}", "single", config, label=name, worlds=variant.get("worlds")))
             for method in self.curve_methods:
                 for steps in self.curve_steps:
                     for k in range(min(self.curve_people, self.single_people)):
@@ -107,6 +113,7 @@ class UnlearnGrid:
         then the variant's other fields."""
         variant = dict(variant)
         factor = variant.pop("learning_rate_factor", 1.0)
+        variant.pop("worlds", None)  # where it runs, not how
         own = self.split_hyperparameters.get(variant["method"], {}) if setting == "split" else self.single_overrides(variant["method"])
         base = {**own, **variant}
         learning_rate = base.get("learning_rate", UnlearnConfig.learning_rate)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..probe.compare import answers_side_by_side, forget_quality_between, headline, paired_truth_ratios
+from ..probe.compare import answer_counts, answers_side_by_side, headline, paired_truth_ratios
 from ..probe.likelihood import forget_quality
 from ..probe.store import ProbeStore
 from ..world import World, load_world
@@ -29,9 +29,14 @@ def has_results(run: dict, root: str | Path = ".") -> bool:
     return (Path(root) / run["results_dir"] / "summary.json").exists() and (Path(root) / run["model_dir"] / "manifest.json").exists()
 
 
+# The oracle's own figures on the same people as each run ("oracle: <measure>" columns), for the claims that compare a
+# run with a model that never saw the people it forgot: one forgotten person against the oracle on that person alone.
+ORACLE_PAIRED = ("MIA AUC (LOSS)", "visual MIA AUC (LOSS)", "fluency: perplexity", "diversity")
+
+
 def collect_runs(runs: dict[str, dict], worlds: dict[str, dict]) -> tuple[pd.DataFrame, list[str]]:
-    """One row per finished run (its world, setting, method, seed, headline probe figures, forget quality against its
-    world's oracle on the same people, and cost), and the names of the runs whose results are missing. `worlds` maps a
+    """One row per finished run (its world, setting, method, seed, headline probe figures, the oracle's ORACLE_PAIRED
+    figures and forget quality against it, both on the same people in its world, and cost), and the names of the runs whose results are missing. `worlds` maps a
     world's label to its "world_dir" and "reference_results_dir" (where its base's and oracle's probes lie); each run
     names its "world"."""
     loaded = {label: load_world(w["world_dir"]) for label, w in worlds.items()}
@@ -47,13 +52,16 @@ def collect_runs(runs: dict[str, dict], worlds: dict[str, dict]) -> tuple[pd.Dat
         store, manifest = ProbeStore.read(results), json.loads(manifest_path.read_text())
         people = None if run["forget"] == "split" else resolve_forget(world, run["forget"])
         oracle = reference_results(worlds[run["world"]]["reference_results_dir"], "oracle", people)
-        quality, counted = None, None
-        if (oracle / "summary.json").exists() and store.has_metric("truth_ratio"):
-            ours, theirs = paired_truth_ratios(store, ProbeStore.read(oracle))
-            quality, counted = forget_quality(ours, theirs), min(len(ours), len(theirs))
+        quality, counted, paired = None, None, {}
+        if (oracle / "summary.json").exists():
+            reference = ProbeStore.read(oracle)
+            paired = {f"oracle: {m}": headline(reference).get(m) for m in ORACLE_PAIRED}
+            if store.has_metric("truth_ratio"):
+                ours, theirs = paired_truth_ratios(store, reference)
+                quality, counted = forget_quality(ours, theirs), min(len(ours), len(theirs))
         rows.append({"run": name, "world": run["world"], "setting": run["setting"], "method": run["method"], "seed": run["seed"],
                      "forget": ", ".join(manifest["forget_people"]) if people else "split", **headline(store),
-                     "forget quality": quality, "truth ratios": counted, "learning rate": manifest["config"]["learning_rate"],
+                     **answer_counts(store), **paired, "forget quality": quality, "truth ratios": counted, "learning rate": manifest["config"]["learning_rate"],
                      "steps": manifest["config"]["steps"], "effective batch size": manifest["effective_batch_size"],
                      "seconds": manifest["wall_seconds"], "peak memory (MB)": manifest["peak_memory_mb"],
                      "people forgotten": len(manifest["forget_people"])})
@@ -150,38 +158,6 @@ def aftermath_findings(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def pubg_targets(frame: pd.DataFrame, base: dict[str, float], oracle: dict[str, float], method: str = "pubg",
-                 leak_margin: float = 0.05, desirable_margin: float = 0.20) -> pd.DataFrame:
-    """What the study expects of PUBG on the forget split (means over seeds), against every other registered method
-    there ("baselines"; the pushed-harder variants are not baselines), the base and the oracle. The desirable rate is
-    the PUBG task's (both questions, see lvlmu.probe.compare.task_rates)."""
-    split = method_means(frame, "split")
-    if method not in split.index:
-        raise ValueError(f"no {method} runs on the forget split to check; the methods there are {list(split.index)}")
-    from .methods import METHODS
-
-    m = split.loc[method]
-    baselines = split[[name in METHODS and name != method for name in split.index]]
-    leak, best_leak = m["name leak: unseen images"], baselines["name leak: unseen images"].min()
-    desirable, runner_up = m["task: desirable"], baselines["task: desirable"].max()
-    gap = (split["task: desirable"] - oracle["task: desirable"]).abs()
-    quality, others = split["forget quality"], list(baselines.index)
-    rows = [
-        ("name leak, unseen images", f"≤ best baseline + {leak_margin:.0%} ({best_leak:.1%} + {leak_margin:.0%})", f"{leak:.1%}", leak <= best_leak + leak_margin),
-        ("desirable response rate (PUBG task)", f"≥ every baseline + {desirable_margin:.0%} (best: {baselines['task: desirable'].idxmax()} {runner_up:.1%})",
-         f"{desirable:.1%}", desirable >= runner_up + desirable_margin),
-        ("grounding precision (open query)", "≥ 90%", f"{m['grounding precision']:.1%}", m["grounding precision"] >= 0.90),
-        ("retain names", f"≥ base - 5 points ({base['retain names'] - 0.05:.1%})", f"{m['retain names']:.1%}", m["retain names"] >= base["retain names"] - 0.05),
-        ("over-refusal, retain people", "< 5%", f"{m['over-refusal: retain people']:.1%}", m["over-refusal: retain people"] < 0.05),
-        ("over-refusal, general questions", "< 5%", f"{m['over-refusal: general questions']:.1%}", m["over-refusal: general questions"] < 0.05),
-        ("gap to the oracle's desirable rate", f"smallest (oracle {oracle['task: desirable']:.1%}; next: {gap[others].idxmin()} {gap[others].min():.1%})",
-         f"{gap[method]:.1%}", gap[method] < gap[others].min()),
-        ("forget quality against the oracle", f"highest (next: {quality[others].idxmax()} {quality[others].max():.2g})",
-         f"{quality[method]:.2g}", quality[method] > quality[others].max()),
-    ]
-    return pd.DataFrame(rows, columns=["measure", "expected", "measured", "holds"])
-
-
 def probe_run(world: World, config, run_dir: str | Path, results_dir: str | Path, base_dir: str | Path, oracle_dir: str | Path,
               reference_results_dir: str | Path, probe_parameters: dict) -> dict[str, ProbeStore]:
     """Probe an unlearned model, and the base and the oracle on the same forgotten people: {"base", "unlearned",
@@ -203,9 +179,16 @@ def probe_run(world: World, config, run_dir: str | Path, results_dir: str | Path
 
 def headline_table(stores: dict[str, ProbeStore]) -> pd.DataFrame:
     """The headline figures of several models side by side, in percent (MIA AUC and forget quality as they are),
-    forget quality measured against the store named "oracle"."""
+    forget quality measured against the store named "oracle", and left empty where a side has fewer truth ratios
+    than the claims page reads one on (one person's few unseen photographs cannot give a readable KS test)."""
+    from ..report.claims import MIN_TRUTH_RATIOS
+
+    def quality(store: ProbeStore) -> float | None:
+        ours, oracle = paired_truth_ratios(store, stores["oracle"])
+        return forget_quality(ours, oracle) if min(len(ours), len(oracle)) >= MIN_TRUTH_RATIOS else None
+
     table = pd.DataFrame({name: headline(store) for name, store in stores.items()})
-    table.loc["forget quality (KS p-value)"] = [forget_quality_between(s, stores["oracle"]) for s in stores.values()]
+    table.loc["forget quality (KS p-value)"] = [quality(s) for s in stores.values()]
     percent = [i for i in table.index if not i.startswith(("MIA", "forget quality"))]
     table.loc[percent] = table.loc[percent].astype(float) * 100
     return table
