@@ -64,8 +64,8 @@ def test_benign_and_unrelated_relearning_train_on_their_data_alone(micro_world, 
     assert not {ex["person_id"] for ex in examples} & {p.person_id for p in ctx.forget}
     before = [p.detach().clone() for p in ctx.model.parameters()]
 
-    def loss_on_data(model, step):
-        return [{"logprob": float(np.mean([lp.mean() for lp in answer_logprobs(model, ctx.processor, examples[:16], micro_world.image, progress=False)]))}]
+    def loss_on_data(model, step):  # on all of it: a few examples' likelihood moves either way in the first steps
+        return [{"logprob": float(np.mean([lp.mean() for lp in answer_logprobs(model, ctx.processor, examples, micro_world.image, progress=False)]))}]
 
     rows = relearn(ctx, data, loss_on_data)
     assert rows[-1]["logprob"] > rows[0]["logprob"], rows  # it learned its data
