@@ -72,8 +72,14 @@ def trained(clone: Path, since: float) -> list[str]:
 
 
 def edit(clone: Path, path: str, old: str, new: str) -> None:
+    """Replace `old` by `new` in the clone's file; in a version edit, "{v}" in `old` matches the current version and
+    "{v+1}" in `new` is the next (so the benchmark follows the code's versions)."""
     file = clone / path
     text = file.read_text()
+    if "{v}" in old:
+        found = re.search(re.escape(old).replace(re.escape("{v}"), r"(\d+)"), text)
+        if found:
+            old, new = found.group(0), new.replace("{v+1}", str(int(found.group(1)) + 1))
     if old not in text:
         sys.exit(f"{path} no longer holds {old!r}: update the benchmark's edits")
     file.write_text(text.replace(old, new, 1))
@@ -95,8 +101,8 @@ def measured_edit(clone: Path, profile: str, name: str, workdir: Path, env: dict
 
 EDITS = {
     "comment in unlearn/methods.py": [("lvlmu/unlearn/methods.py", "class NPO(GradDiff):\n", "class NPO(GradDiff):\n    # a comment changes no key\n")],
-    "NPO version bump": [("lvlmu/unlearn/methods.py", '@register("npo", version=1)', '@register("npo", version=2)')],
-    "privacy metric version bump": [("lvlmu/probe/suite.py", '@metric("privacy", version=2)', '@metric("privacy", version=3)')],
+    "NPO version bump": [("lvlmu/unlearn/methods.py", '@register("npo", version={v})', '@register("npo", version={v+1})')],
+    "privacy metric version bump": [("lvlmu/probe/suite.py", '@metric("privacy", version={v})', '@metric("privacy", version={v+1})')],
 }
 
 
@@ -133,15 +139,16 @@ def main() -> None:
     print(f"unchanged rerun:         {second:.0f} s = {second / second_target:.2f} of the {second_target} s target")
     print(f"jobs, first run: {record['first_run_jobs']}; rerun: {record['rerun_jobs']}")
     print("job seconds by kind (summed over both cores): " + ", ".join(f"{k} {v}" for k, v in record["job_seconds_by_kind"].items()))
+    out = REPO / "benchmarks" / "results" / f"pipeline-{args.profile}{'-avx2' if args.emulate_avx2 else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")  # written now, and again after each edit: a failed edit loses nothing
     if not args.no_edits:
         record["edits"] = {}
         for name, changes in EDITS.items():
             result = record["edits"][name] = measured_edit(clone, args.profile, name.split()[0], workdir, env, changes)
             print(f"{name}: {len(result['jobs_that_ran'])} jobs ran in {result['wall_seconds']} s "
                   f"({', '.join(result['jobs_that_ran']) or 'none'}); models trained: {', '.join(result['models_trained']) or 'none'}")
-    out = REPO / "benchmarks" / "results" / f"pipeline-{args.profile}{'-avx2' if args.emulate_avx2 else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
+            out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"recorded in {out.relative_to(REPO)}")
 
 
