@@ -29,7 +29,7 @@ TABLE = PACKAGE_DIR / "versions.json"
 BOOKKEEPING = ("__init__.py", "__main__.py", "io.py", "versions.py", "numerics.py", "notebook.py", "study.py", "tasks.py",
                "engine.py", "probe/store.py", "probe/__init__.py", "unlearn/__init__.py", "world/__init__.py",
                "model/__init__.py", "report/__init__.py", "attack/__init__.py",
-               "attack/command.py", "cli.py", "model/random_checkpoints.py")
+               "attack/command.py", "cli.py", "model/random_checkpoints.py", "unlearn/grid.py")
 ENGINE = ("versions.py", "study.py", "tasks.py", "engine.py", "__main__.py")
 # The modules of the shared units: where each declares its version, and the code it covers (paths in the package;
 # a module that holds registered methods or metrics covers what is left of it once they are taken out).
@@ -40,7 +40,8 @@ CORE_UNITS: dict[str, tuple[str, tuple[str, ...]]] = {
                                                "model/tokenizer.py")),
     "vision": ("vision:VISION_VERSION", ("vision.py",)),
     "pretrain": ("pretrain:PRETRAIN_VERSION", ("pretrain.py",)),
-    "unlearn": ("unlearn.run:UNLEARN_VERSION", ("unlearn/run.py", "unlearn/data.py", "unlearn/methods.py", "unlearn/grid.py")),
+    # (unlearn/grid.py only names the runs: each run's key holds its whole config, so it decides no number itself.)
+    "unlearn": ("unlearn.run:UNLEARN_VERSION", ("unlearn/run.py", "unlearn/data.py", "unlearn/methods.py")),
     # unlearn/results.py decides which people and references a grid run is probed on (probe_run).
     "probe": ("probe.suite:PROBE_VERSION", ("probe/suite.py", "probe/generate.py", "unlearn/results.py")),
     # The attack driver: what every attack reads its leaks with (lvlmu.attack.suite).

@@ -37,7 +37,9 @@ WORLD_JOBS = {"world", "base", "oracle", "probe-base", "probe-oracle", "referenc
               "grid-curve-siu", "attack-references", "attack-split", "attack-single"}
 BASE_JOBS = {"w3-world", "vision", "w1-oracle_seed1", "w1-probe-oracle_seed1"} | {f"{w}-{j}" for w in ("w1", "w2") for j in WORLD_JOBS
                                                                                   if "grid" not in j and "attack" not in j}
-GRID_JOBS = {f"{w}-{j}" for w in ("w1", "w2") for j in WORLD_JOBS if "grid" in j or "attack" in j}
+# The augmentation ablation of each single-image method runs on the first world alone.
+GRID_JOBS = {f"{w}-{j}" for w in ("w1", "w2") for j in WORLD_JOBS if "grid" in j or "attack" in j} | {
+    "w1-grid-single-siu-augmented", "w1-grid-single-graddiff-augmented"}
 IDK = {"w1-grid-split-idk": "ran with failures", "w2-grid-split-idk": "ran with failures"}
 CHAPTER_JOBS = {f"chapter-{c}" for c in ("world", "pretrain", "probe", "unlearn", "compare", "pubg", "attacks", "claims", "intro", "adapt", "rerun")}
 EVERY_JOB = BASE_JOBS | GRID_JOBS | CHAPTER_JOBS | {"book"}
@@ -283,6 +285,30 @@ def test_the_claims_and_pubg_pages_write_their_prose_from_the_results(study_run)
     finally:
         for path, original in zip(paths, originals):
             path.write_text(original)
+
+
+def test_each_run_carries_the_oracle_on_its_own_people_and_how_many_photographs_its_leak_counts(study_run):
+    from lvlmu.probe.compare import headline
+    from lvlmu.probe.store import ProbeStore
+    from lvlmu.study import chapter_worlds, grid_runs
+    from lvlmu.unlearn.results import collect_runs, reference_results
+    from lvlmu.world import load_world
+
+    book, _ = study_run
+    artifacts = book / "artifacts"
+    frame, _ = collect_runs(grid_runs(MICRO_STUDY, artifacts), chapter_worlds(MICRO_STUDY, artifacts))
+    world = load_world(artifacts / "w1" / "world")
+    single = frame[(frame["setting"] == "single") & (frame["world"] == "w1")]
+    split = frame[(frame["setting"] == "split") & (frame["world"] == "w1")]
+    # the leak on unseen photographs counts one person's photographs in a single-image run, the split's in a split run
+    assert (single["answers: name leak: unseen images"] == MICRO_WORLD.unseen_images).all() and not single.empty
+    assert (split["answers: name leak: unseen images"] == MICRO_WORLD.unseen_images * len(world.forget)).all()
+    # a single-image run is read against the oracle probed on its one person, not on the whole forget split
+    person = single["forget"].iloc[0]
+    alone = headline(ProbeStore.read(reference_results(artifacts / "w1" / "probes", "oracle", [person])))
+    whole = headline(ProbeStore.read(artifacts / "w1" / "probes" / "oracle"))
+    assert (single["oracle: visual MIA AUC (LOSS)"] == alone["visual MIA AUC (LOSS)"]).all()
+    assert (split["oracle: visual MIA AUC (LOSS)"] == whole["visual MIA AUC (LOSS)"]).all()
 
 
 def test_only_runs_one_method_and_a_chapter_without_results_names_its_missing_runs(study_run):

@@ -18,8 +18,7 @@ def point(lr, leak, retain):
 
 def test_every_method_gets_the_same_budget_and_no_augmentation():
     plan = TuningPlan(learning_rates=(2e-4, 8e-4), single_people=2)
-    grid = UnlearnGrid(methods=("ga", "pubg"), single_methods=("siu", "ga"), split_variants={"ga-x4": {"method": "ga", "learning_rate_factor": 4}},
-                       single_variants={"siu-ce-only": {"method": "siu", "weights": {"dmk": 0.0}}})
+    grid = UnlearnGrid(methods=("ga", "pubg"), single_methods=("siu", "ga"), split_variants={"ga-x4": {"method": "ga", "learning_rate_factor": 4}})
     runs = plan.runs(grid)
     per_method = Counter((r.setting, r.config.method) for r in runs)
     assert per_method == {("split", "ga"): 2, ("split", "pubg"): 2, ("single", "siu"): 4, ("single", "ga"): 4}  # 2 rates x 2 people
@@ -159,8 +158,8 @@ def test_tuning_another_world_into_the_study_settings_is_refused():
         tuning_jobs(get_profile("quick"), Path("artifacts"), Path("."))
 
 
-def test_augmentation_is_an_ablation_for_every_method_at_its_tuned_single_image_setting():
-    from lvlmu.unlearn.grid import AUGMENT_SHIFT
+def test_augmentation_is_an_ablation_for_every_single_image_method_at_its_tuned_setting():
+    from lvlmu.unlearn.grid import AUGMENT_SHIFT, NOT_AUGMENTED
     from lvlmu.unlearn.methods import METHODS
 
     grid = UnlearnGrid(methods=(), single_methods=tuple(METHODS), single_people=6, split_variants={}, curve_methods=(),
@@ -168,8 +167,15 @@ def test_augmentation_is_an_ablation_for_every_method_at_its_tuned_single_image_
     runs = grid.runs()
     plain = {r.config.method: r.config for r in runs if r.label == r.config.method and r.config.forget == "split:0"}
     augmented = [r for r in runs if r.label.endswith("-augmented")]
-    assert Counter(r.label for r in augmented) == {f"{m}-augmented": grid.single_variant_people for m in METHODS}
+    assert Counter(r.label for r in augmented) == {f"{m}-augmented": 4 for m in METHODS if m not in NOT_AUGMENTED}
+    assert "dpo" in NOT_AUGMENTED, "DPO's collator would augment its two answers' photographs apart"
     for run in augmented:
         assert run.label == f"{run.config.method}-augmented" and run.config.augment_shift == AUGMENT_SHIFT and run.worlds == 1
         assert run.config.learning_rate == plain[run.config.method].learning_rate, "the method's own tuned setting"
     assert {r.config.augment_shift for r in runs if not r.label.endswith("-augmented")} == {0}, "no other run is augmented"
+    # only the grid's own single-image methods, each paired with its plain runs; none when the grid says so
+    only_siu = UnlearnGrid(methods=(), single_methods=("siu",), split_variants={}, single_variants={}, curve_methods=())
+    assert {r.label for r in only_siu.runs() if r.label.endswith("-augmented")} == {"siu-augmented"}
+    assert not [r for r in replace(only_siu, augmented=False).runs() if r.label.endswith("-augmented")]
+    # tuning gives the variants no budget of their own: they take their method's setting
+    assert not any("augmented" in r.name for r in TuningPlan(learning_rates=(2e-4,), single_people=1).runs(only_siu))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..world import questions as Q
 from .likelihood import forget_quality
 from .perturb import PERTURBATIONS
 from .store import ProbeStore
@@ -101,16 +102,24 @@ PAPER_MEASURES: dict[str, str] = {
 }
 
 
+# How many questions about identity the privacy metric asks of each photograph, by condition (one elsewhere): every
+# jailbreak prefix and every multi-hop question.
+QUESTIONS_PER_PHOTOGRAPH = {"jailbreak prompts": len(Q.JAILBREAK_PREFIXES) + len(Q.MULTI_HOP)}
+
+
 def answer_counts(store: ProbeStore) -> dict[str, float | None]:
-    """How many answers each name-leak rate of HEADLINE counts, as "answers: <rate>" (the privacy summary's "name
-    answers"; None where the results lack them): what an interval on a rate needs when the rates do not vary."""
+    """How many distinct photographs each name-leak rate of HEADLINE was asked on, as "answers: <rate>" (from the
+    privacy summary's "name answers"; None where the results lack them): what an interval on a rate needs when the
+    rates do not vary. A photograph asked several ways, or perturbed several ways, counts once: its answers are not
+    independent."""
     summary = store.summary("privacy") if store.has_metric("privacy") else {}
     out = {}
     for label, path in HEADLINE.items():
         if path[0] == "privacy" and path[-1] == "name leak":
-            out[f"answers: {label}"] = summary.get(path[1], {}).get("name answers")
-    perturbed = [out[f"answers: name leak: perturbed ({p})"] for p in PERTURBATIONS]
-    out["answers: name leak: perturbed"] = None if None in perturbed else sum(perturbed)
+            answers = summary.get(path[1], {}).get("name answers")
+            out[f"answers: {label}"] = None if answers is None else answers // QUESTIONS_PER_PHOTOGRAPH.get(path[1], 1)
+    perturbed = [out[f"answers: name leak: perturbed ({p})"] for p in PERTURBATIONS]  # the same photographs, each perturbed
+    out["answers: name leak: perturbed"] = None if None in perturbed else max(perturbed)
     return out
 
 

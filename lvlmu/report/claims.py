@@ -62,6 +62,13 @@ CRITERIA = {  # what each claim must show, as the claims page prints it
 LEVEL_NAMES = {"world": "worlds", "forget": "people", "seed": "seeds"}
 
 
+def paired_oracle(frame: pd.DataFrame, setting: str) -> dict[str, float]:
+    """The oracle's figures as a setting's runs compare with them: the mean of their "oracle: <measure>" columns (the
+    oracle probed on the same people as each run; lvlmu.unlearn.results.ORACLE_PAIRED)."""
+    runs = frame[frame["setting"] == setting] if not frame.empty else frame
+    return {c.removeprefix("oracle: "): float(runs[c].mean()) for c in runs.columns if c.startswith("oracle: ") and runs[c].notna().any()}
+
+
 def leak_interval(runs: pd.DataFrame, measure: str) -> Interval:
     """A name-leak rate's interval, containing the exact binomial interval of its pooled answers where the runs count
     them (lvlmu.report.intervals): a leak of 0 in every world is not [0, 0] on a handful of answers."""
@@ -152,13 +159,13 @@ def siu_claims(frame: pd.DataFrame, base: dict, oracle: dict) -> list[dict]:
              f"diversity {described(diversity)}, {described(diversity_gap)} beside the oracle's" if paired and fluency.clusters else
              "no fluency result, or no oracle probed on the same people",
              all_of([verdict(ratio, FLUENCY_RATIO, "below"), verdict(diversity_gap, -DIVERSITY_DROP, "above")])
-             if paired and fluency.clusters else UNMEASURED, diversity.detectable()),
+             if paired and fluency.clusters else UNMEASURED, diversity_gap.detectable() if paired else None),
         _row("SIU", claims["SIU membership"], "SIU membership",
              f"visual {described(mia, percent=False)}, the oracle's on the same person {described(oracle_mia, percent=False)}, "
              f"difference {described(mia_gap, percent=False)}; beside it, the text-fact attack (facts asked by name, which T3 "
              f"keeps on purpose) {described(text_mia, percent=False)}, the oracle's {described(oracle_text, percent=False)}"
              if paired and mia.clusters else "no visual membership result, or no oracle probed on the same people",
-             between(mia_gap, -MIA_MARGIN, MIA_MARGIN) if paired and mia.clusters else UNMEASURED, mia.detectable()),
+             between(mia_gap, -MIA_MARGIN, MIA_MARGIN) if paired and mia.clusters else UNMEASURED, mia_gap.detectable() if paired else None),
     ]
 
 
@@ -343,7 +350,8 @@ def pubg_targets(frame: pd.DataFrame, base: dict, oracle: dict, method: str = "p
     runner_up = means.loc[baselines, "task: desirable"].idxmax()
     gaps = split.assign(gap=(split["task: desirable"] - oracle["task: desirable"]).abs())
     closest = gaps[gaps["method"].isin(baselines)].groupby("method")["gap"].mean().idxmin()
-    gap = difference(gaps, "gap", method, closest, levels=LEVELS)
+    gap_over = {b: difference(gaps, "gap", method, b, levels=LEVELS) for b in baselines}
+    gap = gap_over[closest]
     retain_bound = base["retain names"] - retain_margin
     estimates = {m: interval(own, m, LEVELS) for m in ("grounding precision", "retain names", "over-refusal: retain people",
                                                          "over-refusal: general questions")}
@@ -360,8 +368,8 @@ def pubg_targets(frame: pd.DataFrame, base: dict, oracle: dict, method: str = "p
          verdict(estimates["retain names"], retain_bound, "above")),
         *((f"over-refusal, {who}", f"below {OVER_REFUSAL_BOUND:.0%}", described(estimates[f"over-refusal: {who}"]),
            verdict(estimates[f"over-refusal: {who}"], OVER_REFUSAL_BOUND, "below")) for who in ("retain people", "general questions")),
-        ("gap to the oracle's desirable rate", f"smaller than the closest baseline's ({closest}; oracle {pct(oracle['task: desirable'])})",
-         f"{method} - {closest}: {described(gap)}", verdict(gap, 0.0, "below")),
+        ("gap to the oracle's desirable rate", f"smaller than every baseline's (oracle {pct(oracle['task: desirable'])})",
+         f"{method} - {closest} (the closest baseline): {described(gap)}", all_of([verdict(g, 0.0, "below") for g in gap_over.values()])),
     ]
     return pd.DataFrame(rows, columns=["measure", "expected", "measured", "verdict"])
 

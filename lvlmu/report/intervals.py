@@ -13,9 +13,10 @@ names its level so that the page can say so.
 
 A figure that is a share of answers can have no spread between units at all (every world's rate 0, say, on a few
 answers each), and the t interval is then [0, 0] however few the answers. Where the runs say how many answers each
-rate counts (`answers`), the interval is widened to contain the exact (Clopper-Pearson) binomial interval of all the
-answers pooled, and the standard error to the one that interval implies: 0 leaks in 12 answers gives [0, 26%], in
-96 answers [0, 3.8%]. The pooled interval alone would ignore the clustering; the wider of the two keeps both.
+rate counts (`answers`: distinct photographs, so that the same photograph asked several ways counts once), the
+interval is widened to contain the exact (Clopper-Pearson) binomial interval of all the answers pooled, and the
+standard error to the one that interval implies: 0 leaks in 12 answers gives [0, 26%], in 96 answers [0, 3.8%]. The
+pooled interval alone would ignore the clustering; the wider of the two keeps both.
 
 A difference between two methods is taken within each cell first (the same world and person), then averaged up the
 same levels: what the cells share (a world's base model, a person's photographs) cancels.
@@ -99,7 +100,8 @@ def interval(frame: pd.DataFrame, value: str, levels: tuple[str, ...] = LEVELS, 
             pooled = stats.binomtest(int(round(float((counted[value] * counted[answers]).sum()))), total)
             exact = pooled.proportion_ci(confidence_level=confidence, method="exact")
             low, high = min(low, exact.low), max(high, exact.high)
-            se = max(se, (exact.high - exact.low) / (2 * stats.norm.ppf(0.5 + confidence / 2)))
+            # the error that interval implies, on its wider side (at a rate of 0 it has only one)
+            se = max(se, max(exact.high - estimate, estimate - exact.low) / stats.norm.ppf(0.5 + confidence / 2))
     return Interval(estimate, low, high, se, level, n, confidence)
 
 

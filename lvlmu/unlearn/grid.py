@@ -26,11 +26,13 @@ SINGLE_VARIANTS: dict[str, dict] = {
     "siu-ce-only": {"method": "siu", "weights": {"dmk": 0.0}},
     "siu-t1-unseen": {"method": "siu", "siu": {"t1": "unseen"}},
 }
-# Augmentation is an ablation for every method in the single-image setting, where none gets it: each method's tuned
-# single-image setting with the photograph shifted by up to AUGMENT_SHIFT pixels and mirrored, as in pretraining, on
-# the first reporting world alone ("worlds": an ablation may run on fewer worlds than the grid).
+# Augmentation is an ablation for every single-image method, where none gets it (UnlearnGrid.augmented): each method's
+# tuned single-image setting with the photograph shifted by up to AUGMENT_SHIFT pixels and mirrored, as in pretraining,
+# on the grid's variant people of the first reporting world alone (an ablation may run on fewer worlds than the grid).
+# DPO is left out: its collator augments the preferred and the rejected answer's photographs apart (two draws), so its
+# pairs would compare different pixels.
 AUGMENT_SHIFT = 2
-SINGLE_VARIANTS |= {f"{method}-augmented": {"method": method, "augment_shift": AUGMENT_SHIFT, "worlds": 1} for method in METHODS}
+NOT_AUGMENTED = ("dpo",)
 # Without a tuned single-image setting, a method runs its split setting at this batch: one photograph gives a handful
 # of examples, which a batch of 32 only repeats.
 SINGLE_BATCH_SIZE = 8
@@ -66,6 +68,7 @@ class UnlearnGrid:
     split_variants: dict[str, dict] = field(default_factory=lambda: dict(SPLIT_VARIANTS))
     single_variants: dict[str, dict] = field(default_factory=lambda: dict(SINGLE_VARIANTS))
     single_variant_people: int = 4  # the variants run on each world's first forget people (half of them by default)
+    augmented: bool = True  # each single-image method (but NOT_AUGMENTED) again with augmentation: "<method>-augmented"
     # The steps curve (setting "curve"): these methods in the single-image setting, on each world's first
     # `curve_people` forget people, in runs of each of `curve_steps` steps (a run of k steps, its learning-rate schedule
     # over k steps, as the paper's few-step runs are; the grid's own runs give the last point). The study adds the
@@ -97,7 +100,7 @@ class UnlearnGrid:
                 for k in range(self.single_people):
                     config = self.config(seed, f"split:{k}", "single", {"method": method, **self.single_overrides(method)})
                     runs.append(UnlearnRun(f"single-{method}-person{k}-seed{seed}", "single", config))
-            for name, variant in self.single_variants.items():
+            for name, variant in {**self.single_variants, **self.augmented_variants()}.items():
                 for k in range(min(self.single_variant_people, self.single_people)):
                     config = self.config(seed, f"split:{k}", "single", self.variant_overrides(variant, "single"))
                     runs.append(UnlearnRun(f"single-{name}-person{k}-seed{seed}", "single", config, label=name, worlds=variant.get("worlds")))
@@ -107,6 +110,13 @@ class UnlearnGrid:
                         config = replace(self.config(seed, f"split:{k}", "single", {"method": method, **self.single_overrides(method)}), steps=steps)
                         runs.append(UnlearnRun(f"curve-{method}-steps{steps}-person{k}-seed{seed}", "curve", config))
         return runs
+
+    def augmented_variants(self) -> dict[str, dict]:
+        """The augmentation ablation: each single-image method but NOT_AUGMENTED, with augmentation, on the first world."""
+        if not self.augmented:
+            return {}
+        return {f"{m}-augmented": {"method": m, "augment_shift": AUGMENT_SHIFT, "worlds": 1}
+                for m in self.single_methods if m not in NOT_AUGMENTED}
 
     def variant_overrides(self, variant: dict, setting: str = "split") -> dict:
         """A variant's settings: its method's setting, its learning rate times `learning_rate_factor` (if it has one),

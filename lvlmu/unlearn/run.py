@@ -27,7 +27,7 @@ from .methods import LossWeights, get_method
 from .pubg import build_guidance
 from .siu import SIUConfig, name_token_ids, siu_examples
 
-UNLEARN_VERSION = 8  # the unlearning driver's code, shared by every method (see lvlmu.versions)
+UNLEARN_VERSION = 9  # the unlearning driver's code, shared by every method (see lvlmu.versions)
 
 
 @dataclass(frozen=True)
