@@ -297,7 +297,8 @@ def test_the_grid_names_every_run_and_checks_its_methods():
                        single_variants={"siu-ce-only": {"method": "siu", "weights": {"dmk": 0.0}}}, single_variant_people=1,
                        curve_methods=("siu",), curve_steps=(2, 6)).runs()
     names = [r.name for r in runs]
-    assert len(names) == len(set(names)) == 2 * (2 + 1 + 2 + 1 + 2)  # split, variant, single people, ablation, curve
+    # split, variant, single people, ablation, augmentation ablation, curve
+    assert len(names) == len(set(names)) == 2 * (2 + 1 + 2 + 1 + 1 + 2)
     assert [r.config.steps for r in runs if r.setting == "curve"] == [2, 6] * 2
     assert [r.label for r in runs if r.name.startswith("split-ga-fast")] == ["ga-fast"] * 2
     single = [r for r in runs if r.setting == "single"]
