@@ -340,7 +340,9 @@ def pubg_targets(frame: pd.DataFrame, base: dict, oracle: dict, method: str = "p
     baselines = baselines_of(frame, method)
     if not baselines:
         raise ValueError(f"no baseline runs on the forget split to compare {method} with")
-    own, means = _runs(frame, "split", method), split.groupby("method", sort=False).mean(numeric_only=True)
+    from ..unlearn.results import method_means
+
+    own, means = _runs(frame, "split", method), method_means(frame, "split")
 
     def paired(value: str, other: str) -> Interval:
         return difference(split, value, method, other, levels=LEVELS)
