@@ -30,7 +30,9 @@ def snakemake_command(config_file: Path, book_dir: Path, cores: int, force: bool
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(book_dir),
                "--configfile", str(config_file), "--cores", str(cores), "--keep-going", "--rerun-incomplete",
                # A job reruns when its key or its set of inputs changes; a file's time alone changes nothing.
-               "--rerun-triggers", "params", "input"]
+               "--rerun-triggers", "params", "input",
+               # Jobs by priority, chosen greedily: the default ILP solve runs again each time a job ends, while a core waits.
+               "--scheduler", "greedy"]
     if force:
         command.append("--forceall")
     # A dry run shows each job and why it would run; a real one shows progress and the jobs' own output.

@@ -241,9 +241,11 @@ CHAPTER_TITLES = {"rerun": "Re-running and adapting the study", "pubg": "PUBG ag
 # Among ready jobs, Snakemake starts the higher priority first. The base and the oracle, their probes and the
 # single-image references gate the whole grid; the second oracle gates only the probe chapter, but it is the longest
 # job after them, so it starts as soon as a core is free beside the grid (started last, it ran alone on one core for
-# its whole ~15 minutes at the end of the full study while the other core idled); the long single-image grid jobs
-# go before the forget split's, and the chapters come last.
-PRIORITY = {"gate": 3, "second oracle": 2, "single grid": 2, "curve grid": 2, "split grid": 1, "attack": 1}
+# its whole ~15 minutes at the end of the full study while the other core idled). The forget split's grid and the
+# attacks go before the single-image grid: each world's split attack (the longest job after pretraining, waiting on
+# that world's whole split grid) otherwise ran at the very end beside the chapters, and the single-image grid's many
+# shorter jobs fill the cores evenly instead; the chapters come last.
+PRIORITY = {"gate": 3, "second oracle": 2, "split grid": 2, "attack": 2, "single grid": 1, "curve grid": 1}
 
 
 def jobs(config: StudyConfig, artifacts: Path, book_dir: Path, only: str | None = None) -> dict[str, Job]:
@@ -301,7 +303,7 @@ def tuning_jobs(config: StudyConfig, artifacts: Path, book_dir: Path) -> dict[st
                                            "forget": run.config.forget, "model_dir": str(d["models"] / "unlearned" / run.name),
                                            "results_dir": str(d["probes"] / run.name)} for run in runs}
     by_name = {job.name: job for job in out}
-    needs = (*batches, f"{label}-probe-oracle", *(name for name in by_name if name.startswith(f"{label}-reference-")))
+    needs = (*batches, f"{label}-probe-oracle", *(name for name in by_name if name == f"{label}-references"))
     plan = notebook_parameters(config.tuning)
     key = result_key(("tuning", "report"), {"plan": plan, "settings": config.settings}, {n: by_name[n].key for n in needs})
     out.append(Job("tune-select", "select", key,
@@ -348,10 +350,13 @@ def world_jobs(config: StudyConfig, seed: int, d: dict[str, Path], vision_dir: P
                        needs=(n("world"), n(name), n("base")), gpu=True,
                        priority=PRIORITY["second oracle" if name == "oracle_seed1" else "gate"]))
     # The base and the oracle probed on each single-image person alone: every method's run on that person reads them.
+    # One job per world (each person's probes are stored apart and reused): a job per person spent as long starting
+    # as probing.
     reference_keys = [probe_key(probe_config, world, model_keys[m], model_keys["base"]) for m in ("base", "oracle")]
-    for forget in sorted({run.config.forget for runs in batches.values() for run in runs if run.config.forget != "split"}):
-        out.append(Job(n(f"reference-{forget.replace(':', '')}"), "reference", hash_json(reference_keys + [forget])[:16],
-                       {"world_dir": str(world_dir), "forget": forget, "base_dir": str(base_dir), "oracle_dir": str(oracle_dir),
+    forgets = sorted({run.config.forget for runs in batches.values() for run in runs if run.config.forget != "split"})
+    if forgets:
+        out.append(Job(n("references"), "reference", hash_json(reference_keys + forgets)[:16],
+                       {"world_dir": str(world_dir), "forgets": forgets, "base_dir": str(base_dir), "oracle_dir": str(oracle_dir),
                         "reference_results_dir": str(probes), "probe_config": probe_parameters},
                        needs=(n("world"), n("base"), n("oracle")), gpu=True, priority=PRIORITY["gate"]))
     for name, runs in batches.items():
@@ -361,11 +366,11 @@ def world_jobs(config: StudyConfig, seed: int, d: dict[str, Path], vision_dir: P
             keys[run.name] = [model, probe_key(probe_config, world, model, model_keys["base"]), run.config.forget]
             specs.append({"name": f"{label}-{run.name}", "config": asdict(run.config), "model_dir": str(models / "unlearned" / run.name),
                           "results_dir": str(probes / run.name)})
-        references = tuple(n(f"reference-{run.config.forget.replace(':', '')}") for run in runs if run.config.forget != "split")
+        references = (n("references"),) if any(run.config.forget != "split" for run in runs) else ()
         out.append(Job(name, "grid", hash_json(keys)[:16],
                        {"world_dir": str(world_dir), "base_dir": str(base_dir), "oracle_dir": str(oracle_dir),
                         "reference_results_dir": str(probes), "probe_config": probe_parameters, "runs": specs},
-                       needs=(n("world"), n("base"), n("oracle"), n("probe-base"), n("probe-oracle"), *dict.fromkeys(references)),
+                       needs=(n("world"), n("base"), n("oracle"), n("probe-base"), n("probe-oracle"), *references),
                        threads=config.unlearn.threads, gpu=True, priority=PRIORITY[f"{runs[0].setting} grid"]))
     return out
 

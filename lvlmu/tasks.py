@@ -86,7 +86,8 @@ def _probe(job: Job, book_dir: Path, fresh: bool, kernel) -> None:
 
 
 def _reference(job: Job, book_dir: Path, fresh: bool, kernel) -> None:
-    """The base and the oracle probed on one single-image person: what every method's run on that person compares with."""
+    """The base and the oracle probed on each single-image person alone: what every method's run on that person
+    compares with."""
     from dataclasses import replace
 
     from .probe.suite import run_probes, study_probe_config
@@ -96,13 +97,14 @@ def _reference(job: Job, book_dir: Path, fresh: bool, kernel) -> None:
 
     spec = job.spec
     world = load_world(spec["world_dir"])
-    people = resolve_forget(world, spec["forget"])
-    probes = replace(study_probe_config(spec["probe_config"], spec["base_dir"]), forget_people=tuple(people))
-    for model in ("base", "oracle"):
-        results = reference_results(spec["reference_results_dir"], model, people)
-        if fresh:
-            shutil.rmtree(results, ignore_errors=True)
-        run_probes(spec[f"{model}_dir"], world, results, probes, progress=False, replace_stale=True)
+    for forget in spec["forgets"]:
+        people = resolve_forget(world, forget)
+        probes = replace(study_probe_config(spec["probe_config"], spec["base_dir"]), forget_people=tuple(people))
+        for model in ("base", "oracle"):
+            results = reference_results(spec["reference_results_dir"], model, people)
+            if fresh:
+                shutil.rmtree(results, ignore_errors=True)
+            run_probes(spec[f"{model}_dir"], world, results, probes, progress=False, replace_stale=True)
 
 
 def _grid(job: Job, book_dir: Path, fresh: bool, kernel) -> dict:

@@ -32,7 +32,7 @@ MICRO_STUDY = StudyConfig(MICRO_WORLD, MICRO_VISION, replace(MICRO_PRETRAIN, epo
                           attack=AttackConfig(steps=(1, 2), distractors=2, generation_batch_size=32))
 # The same study with a changed probe budget and a finished run's learning rate changed (the cache test switches to it).
 CHANGED_STUDY = replace(MICRO_STUDY, eval_max_per_group=6, unlearn=replace(MICRO_GRID, split_hyperparameters={"graddiff": {"learning_rate": 5e-4}}))
-WORLD_JOBS = {"world", "base", "oracle", "probe-base", "probe-oracle", "reference-split0",
+WORLD_JOBS = {"world", "base", "oracle", "probe-base", "probe-oracle", "references",
               "grid-split-graddiff", "grid-split-idk", "grid-split-pubg", "grid-single-siu", "grid-single-graddiff", "grid-single-siu-ce-only",
               "grid-curve-siu", "attack-references", "attack-split", "attack-single"}
 BASE_JOBS = {"w3-world", "vision", "w1-oracle_seed1", "w1-probe-oracle_seed1"} | {f"{w}-{j}" for w in ("w1", "w2") for j in WORLD_JOBS

@@ -126,7 +126,7 @@ def test_a_metric_bump_changes_no_model(monkeypatch):
     monkeypatch.setattr(suite.METRICS["privacy"], "version", suite.METRICS["privacy"].version + 1)
     moved = changed(before, keys())
     assert not moved & {"w0-world", "vision", *(f"{w}-{m}" for w in ("w1", "w2") for m in ("world", "base", "oracle")), "w1-oracle_seed1"}
-    assert {f"{w}-{j}" for w in ("w1", "w2") for j in ("probe-base", "probe-oracle", "reference-split0")} <= moved
+    assert {f"{w}-{j}" for w in ("w1", "w2") for j in ("probe-base", "probe-oracle", "references")} <= moved
     assert "w1-probe-oracle_seed1" not in moved, "the second oracle is probed for truth ratios alone"
     from lvlmu.study import world_runs
     from lvlmu.unlearn.run import unlearn_key
