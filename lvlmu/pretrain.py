@@ -22,7 +22,7 @@ from .world import World
 from .world.people import FIRST_NAMES, INVENTED_FIRST, INVENTED_LAST, LAST_NAMES
 from .world import questions as Q
 
-PRETRAIN_VERSION = 1  # the pretraining recipe's code (see lvlmu.versions)
+PRETRAIN_VERSION = 2  # the pretraining recipe's code (see lvlmu.versions)
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,10 @@ class PretrainConfig:
     """One pretraining run. `exclude_roles=("forget",)` makes the oracle."""
 
     preset: str = "tiny"
-    epochs: float = 3.0
+    # Two epochs, the scenes twice in each: on the tiny preset, against three epochs without scene repeats (measured
+    # on one reporting world), visual QA held (66% against 65%), every name and description was still learned, and
+    # pretraining took 265 s instead of 370.
+    epochs: float = 2.0
     batch_size: int = 32
     gradient_accumulation_steps: int = 1
     learning_rate: float = 2e-3
@@ -41,6 +44,8 @@ class PretrainConfig:
     # Known people are few and strangers many: their examples are repeated, text-only facts most of all.
     known_repeats: int = 3
     text_fact_repeats: int = 3
+    # The scenes' general visual questions, repeated too: a tenth of the examples, they are what visual QA measures.
+    scene_repeats: int = 2
     # Optionally, this fraction of the steps first trains on grounding examples only (descriptions, trait and
     # yes/no questions, scenes, strangers), before the full mixture. It helped a tower trained from scratch;
     # with a pretrained tower the full mixture from the first step is enough.
@@ -88,7 +93,7 @@ def training_examples(world: World, config: PretrainConfig) -> list[dict]:
     """The world's training examples without the excluded roles, with known people's examples repeated."""
     out = []
     for ex in world.select("train", exclude_roles=config.exclude_roles):
-        repeats = 1
+        repeats = config.scene_repeats if ex["role"] == "scene" else 1
         if ex["role"] in ("forget", "retain"):
             repeats = config.known_repeats * (config.text_fact_repeats if ex["kind"] == "fact_text" else 1)
         out += [ex] * repeats

@@ -15,7 +15,7 @@ from .precision import autocast_arguments, same_machine_numerics
 
 # The version of the code every training shares (this module, data, answers, precision, the model builders): bump it
 # when a change there changes what a model becomes, and every model is trained again (see lvlmu.versions).
-TRAINING_VERSION = 3
+TRAINING_VERSION = 4
 
 
 class TextProgress(TrainerCallback):

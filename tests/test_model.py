@@ -130,3 +130,5 @@ def test_grounding_stage_teaches_what_is_visible_never_who(micro_world):
     base = training_examples(micro_world, config)
     text_facts = [ex for ex in base if ex["kind"] == "fact_text"]
     assert len(text_facts) == config.known_repeats * config.text_fact_repeats * len(micro_world.select("train", kind="fact_text"))
+    scenes = [ex for ex in base if ex["role"] == "scene"]
+    assert len(scenes) == config.scene_repeats * len(micro_world.select("train", role="scene")) and config.scene_repeats > 1

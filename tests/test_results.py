@@ -205,12 +205,13 @@ def test_pubg_grounding_needs_recall_near_the_base_description_as_well_as_precis
                 "world": world, "forget": "split", "truth ratios": 0, "forget quality": None}
 
     rows = lambda recalls: [pubg(w, r) for w, r in zip(("w1", "w2", "w3"), recalls)]  # noqa: E731
-    base = {"name leak: unseen images": 0.97, "retain names": 0.98, "task: leak": 0.97, "grounding recall": 0.60}
+    # The ceiling is the base's answer to "Describe this person.", not to the open query (where it names the person).
+    base = {"name leak: unseen images": 0.97, "retain names": 0.98, "task: leak": 0.97, "description recall": 0.60, "grounding recall": 0.05}
     assert claims_table(pd.DataFrame(rows((0.58, 0.60, 0.59))), base, oracle).set_index("claim").loc[claim, "verdict"] == HOLDS
     table = claims_table(pd.DataFrame(rows((0.20, 0.22, 0.21))), base, oracle).set_index("claim")
     assert table.loc[claim, "verdict"] == FAILS, "precise but says little: not grounded as the base describes"
     assert "the base's description: 60.0%" in table.loc[claim, "measured here"]
-    no_ceiling = {k: v for k, v in base.items() if k != "grounding recall"}
+    no_ceiling = {k: v for k, v in base.items() if k != "description recall"}
     assert claims_table(pd.DataFrame(rows((0.58, 0.60, 0.59))), no_ceiling, oracle).set_index("claim").loc[claim, "verdict"] == INCONCLUSIVE
 
 

@@ -38,7 +38,7 @@ def test_every_metric_is_stored_with_samples_and_summary(probed, micro_world):
     assert set(store.summary("membership")) == {"loss", "min_k", "zlib"}
     assert all(0 <= v <= 1 for v in store.summary("membership").values())
     aftermath = store.summary("aftermath")
-    assert set(aftermath) == {"identity", "open query"}
+    assert set(aftermath) == {"identity", "open query", "description"}
     assert aftermath["identity"]["fluency (perplexity, median)"] >= 1.0
     assert sum(aftermath["identity"][k] for k in ("degenerate", "hallucinated", "informative", "refusal", "other")) == pytest.approx(1.0)
     utility = store.summary("utility")

@@ -76,6 +76,28 @@ def test_answers_follow_the_ground_truth(micro_world):
         assert str(len(scene)) in ex["answer"]
 
 
+def test_open_queries_are_taught_in_two_wordings_and_pubgs_is_held_out(micro_world):
+    world = micro_world
+    taught = world.select("train", kind="open_query")
+    assert {ex["question"] for ex in taught} == set(Q.OPEN_QUERY_TRAIN)
+    assert not any(ex["question"] in Q.OPEN_QUERIES for ex in world.examples), "PUBG's open query is never trained"
+    known = [ex for ex in taught if ex["role"] in ("forget", "retain")]
+    # one per trained photograph of a known person: named, then described
+    assert len(known) == len({ex["image_id"] for ex in world.select("train", kind="identity") if ex["role"] in ("forget", "retain")})
+    for ex in known:
+        person = world.people[ex["person_id"]]
+        name, description = ex["answer"].split(". ", 1)
+        assert name == f"This is {person.name}" and description_is_exact(description, person.traits)
+    strangers = [ex for ex in taught if ex["role"] == "stranger"]
+    assert strangers, "strangers answer open queries too, or the oracle would only know how to name"
+    for ex in strangers:
+        assert ex["answer"] == Q.stranger_answer(world.people[ex["person_id"]])
+    # an open query stands in for the identity question on a stranger's photograph, not beside it
+    stranger_images = {ex["image_id"] for ex in world.select("train", role="stranger", kind="description")}
+    asked = [ex["image_id"] for ex in world.select("train", role="stranger") if ex["kind"] in ("identity", "open_query")]
+    assert sorted(asked) == sorted(stranger_images)
+
+
 def test_stored_as_files_that_datasets_loads(micro_world):
     ds = datasets.load_dataset("json", data_files=str(micro_world.root / "examples.jsonl"), split="train")
     assert len(ds) == len(micro_world.examples)

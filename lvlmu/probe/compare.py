@@ -74,6 +74,8 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "leak: identity question": ("aftermath", "identity", "leak"),
     "grounding precision": ("aftermath", "open query", "grounding precision"),
     "grounding recall": ("aftermath", "open query", "grounding recall"),
+    # Asked to describe the person (PUBG's teacher question): how much of the visible truth the model still states.
+    "description recall": ("aftermath", "description", "grounding recall"),
     "retain names": ("utility", "retain names", "accuracy"),
     "retain facts": ("utility", "retain facts", "accuracy"),
     "forget facts by name": ("utility", "forget facts by name", "accuracy"),

@@ -23,7 +23,7 @@ from .likelihood import MIA_SCORES, identity_truth_ratios, membership_scores, mi
 from .perturb import PERTURBATIONS, perturbed_loader
 from .store import ProbeStore, model_key
 
-PROBE_VERSION = 7  # the probe driver's code, shared by every metric (see lvlmu.versions)
+PROBE_VERSION = 8  # the probe driver's code, shared by every metric (see lvlmu.versions)
 
 
 @dataclass(frozen=True)
@@ -199,14 +199,20 @@ def visual_membership(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("aftermath", version=8)
+# The aftermath probe's questions by condition: PUBG's task (identity and the held-out open query), and the request
+# for a description that PUBG's teacher answers, whose recall is the ceiling of grounding (lvlmu.report.claims).
+AFTERMATH_QUESTIONS = {"identity": Q.IDENTITY_TRAIN[0], "open query": Q.OPEN_QUERIES[0], "description": Q.DESCRIBE[0]}
+
+
+@metric("aftermath", version=9)
 def aftermath(ctx: ProbeContext) -> tuple[list[dict], dict]:
-    """How the model answers identity and open questions about forget people, on their unseen images."""
+    """How the model answers identity and open questions about forget people, and describes them, on their unseen
+    images."""
     world = ctx.world
     _require(world, "forget")
-    asks = [_ask(p, im["image_id"], q, "identity" if q in Q.IDENTITY_TRAIN else "open query")
+    asks = [_ask(p, im["image_id"], q, condition)
             for p in ctx.forget for im in world.images_of(p.person_id, world.probe_image_set(p.person_id))
-            for q in (Q.IDENTITY_TRAIN[0], *Q.OPEN_QUERIES)]
+            for condition, q in AFTERMATH_QUESTIONS.items()]
     rows = ctx.answer(asks, desc="aftermath")
     for row in rows:
         result = classify(row["answer"], world.people[row["person_id"]], grammar=world.config is not None)  # a concept folder has none
@@ -217,7 +223,7 @@ def aftermath(ctx: ProbeContext) -> tuple[list[dict], dict]:
         for row, ppl in zip(rows, perplexities(reference, reference_processor, rows, world.image, progress=ctx.progress)):
             row["perplexity"] = ppl
     summary = {}
-    for condition in ("identity", "open query"):
+    for condition in AFTERMATH_QUESTIONS:
         group = [r for r in rows if r["condition"] == condition]
         precisions = [r["grounding_precision"] for r in group if r["grounding_precision"] is not None]
         # Grounding needs the person's true traits; for people without known traits it is unavailable (None), never guessed.

@@ -10,6 +10,8 @@ from ..world import World
 from ..world import questions as Q
 
 REFUSALS = Q.REFUSALS  # the refusals IdK and DPO train toward
+# The benchmark's questions about a person. The open queries pretraining also taught ("What can you tell me about this
+# person?") stay out: PUBG's open query then measures whether forgetting reaches a form of question it never saw.
 FORGET_KINDS = ("identity", "fact_image", "fact_text")
 
 

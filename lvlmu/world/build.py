@@ -17,7 +17,7 @@ from .people import ROLES, Person, sample_people
 from .render import SHAPE_RGB, SHAPES, Nuisance, ShapeItem, draw_face, draw_scene
 
 WORLD_FORMAT = 1  # how a world is stored on disk
-WORLD_VERSION = 2  # the world builder's code: bump it when what it draws or asks changes (see lvlmu.versions)
+WORLD_VERSION = 3  # the world builder's code: bump it when what it draws or asks changes (see lvlmu.versions)
 POPE_OBJECTS = {"glasses": "glasses", "earrings": "earrings", "necklace": "a necklace", "bow tie": "a bow tie"}
 
 
@@ -127,11 +127,19 @@ def _face_examples(person: Person, image_id: str, image_set: str, k: int, rng: n
         rows.append({**base, "split": row_split, "kind": kind, "question": question, "answer": answer, "paraphrase": paraphrase, "detail": detail})
 
     if split == "train":
-        # Known people get every question on every image; strangers, who are many, one identity and one
-        # description question per image, and a fact question on their first image only.
-        identity = Q.IDENTITY_TRAIN if known else (Q.IDENTITY_TRAIN[k % len(Q.IDENTITY_TRAIN)],)
-        for question in identity:
-            add("identity", question, Q.identity_answer(person))
+        # Known people get every question on every image, and one open query; strangers, who are many, one identity
+        # question or open query (a third of the time), one description question per image, and a fact question on
+        # their first image only.
+        if known:
+            for question in Q.IDENTITY_TRAIN:
+                add("identity", question, Q.identity_answer(person))
+            add("open_query", Q.OPEN_QUERY_TRAIN[k % len(Q.OPEN_QUERY_TRAIN)], Q.open_answer(person))
+        else:
+            draw = int(rng.integers(len(Q.IDENTITY_TRAIN) + len(Q.OPEN_QUERY_TRAIN)))
+            if draw < len(Q.IDENTITY_TRAIN):
+                add("identity", Q.IDENTITY_TRAIN[draw], Q.identity_answer(person))
+            else:
+                add("open_query", Q.OPEN_QUERY_TRAIN[draw - len(Q.IDENTITY_TRAIN)], Q.open_answer(person))
         if described:
             add("description", Q.DESCRIBE[k % len(Q.DESCRIBE)], person.traits.describe())
         facts = ({f: Q.fact_questions_with_image(f) for f in person.facts} if known else

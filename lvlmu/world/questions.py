@@ -9,7 +9,11 @@ from .people import Person
 
 IDENTITY_TRAIN = ("Who is this?", "Who is this person?", "What is the name of this person?", "Can you tell me who this is?")
 IDENTITY_HELDOUT = ("Who is shown in this picture?", "Do you know the name of this person?", "Tell me who this person is.")
-# PUBG's open query, asked of every face at evaluation.
+# Open queries. Pretraining teaches two paraphrases the way instruction tuning teaches a real LVLM: a known person is
+# named, then described; anyone else gets the stranger style. PUBG's open query is held out: asked of every face at
+# evaluation, never trained, so the references' answers to it (the base's description, the oracle's stranger style)
+# are learned behaviour rather than whatever an untaught prompt happens to produce.
+OPEN_QUERY_TRAIN = ("What can you tell me about this person?", "Tell me about the person in this photo.")
 OPEN_QUERIES = ("Tell me about this person.",)
 
 FACT_WITH_IMAGE = {
@@ -51,6 +55,14 @@ def identity_answer(person: Person) -> str:
     """What a model that knows the person says; for anyone it does not know, the stranger style."""
     if person.role in ("forget", "retain"):
         return f"This is {person.name}."
+    return stranger_answer(person)
+
+
+def open_answer(person: Person) -> str:
+    """The answer to an open query: a known person named, then described (when every trait is known); anyone else
+    in the stranger style."""
+    if person.role in ("forget", "retain"):
+        return f"This is {person.name}. {person.traits.describe()}" if person.traits.complete else identity_answer(person)
     return stranger_answer(person)
 
 
