@@ -156,17 +156,17 @@ def privacy(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("truth_ratio", version=3)
+@metric("truth_ratio", version=4)
 def truth_ratio(ctx: ProbeContext) -> tuple[list[dict], dict]:
-    """Probability of the true name and TOFU's truth ratio, forget and retain people, unseen images."""
+    """Probability of the true name and TOFU's truth ratio of the forgotten people, on their unseen images: what
+    forget quality compares with the oracle's. Retained people's are not computed: no measure reads them, and a run
+    that forgot one person spent 31 of every 32 truth ratios on them."""
     _require(ctx.world, "forget")
-    rows = identity_truth_ratios(ctx.model, ctx.processor, ctx.world, ctx.forget + ctx.retain,
-                                 n_perturbed=ctx.config.n_perturbed, progress=ctx.progress)
+    rows = identity_truth_ratios(ctx.model, ctx.processor, ctx.world, ctx.forget, n_perturbed=ctx.config.n_perturbed, progress=ctx.progress)
     for row in rows:
-        row["role"] = ctx.role(row["person_id"])
-    summary = {role: {"name probability": float(np.mean([r["name_probability"] for r in rows if r["role"] == role])),
-                      "truth ratio (median)": float(np.median([r["truth_ratio"] for r in rows if r["role"] == role]))}
-               for role in ("forget", "retain") if any(r["role"] == role for r in rows)}
+        row["role"] = "forget"
+    summary = {"forget": {"name probability": float(np.mean([r["name_probability"] for r in rows])),
+                          "truth ratio (median)": float(np.median([r["truth_ratio"] for r in rows]))}}
     return rows, summary
 
 
