@@ -16,6 +16,7 @@ import yaml
 
 from .attack.suite import AttackConfig, attack_key
 from .io import hash_file, hash_json
+from .job import PACKAGE_DIR, REPO_DIR, Job, done_record, recorded  # noqa: F401 (done_record and recorded: the engine's and the Snakefile's)
 from .pretrain import PretrainConfig, pretrain_key
 from .probe.suite import ProbeConfig, probe_key, study_probe_config
 from .unlearn.grid import UnlearnGrid, UnlearnRun
@@ -26,10 +27,8 @@ from .vision import VisionPretrainConfig, vision_key
 from .world import WorldConfig
 from .world.build import world_key
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-REPO_DIR = PACKAGE_DIR.parent
 PROFILES_DIR = REPO_DIR / "workflow" / "config"
-GRID_JOBS = ("method", "run")
+GRID_JOBS = ("batched", "run")
 
 
 @dataclass(frozen=True)
@@ -47,9 +46,9 @@ class StudyConfig:
     # vision tower is trained there once and shared by every world (as LLaVA models share CLIP), and no result of it
     # is reported.
     worlds: tuple[int, ...] = (1, 2, 3)
-    # "method": one job per method and setting runs its seeds and people in one process (on two cores, a process per
-    # run would spend 10 s on imports for each of the grid's 141 runs); "run": one job per run, as a cluster wants.
-    grid_jobs: str = "method"
+    # "batched": a job per world and batch of runs (grid_batches): a process per run would spend about 8 s on imports
+    # for each of the grid's several hundred runs; "run": one job per run, as a cluster wants.
+    grid_jobs: str = "batched"
     # Each method's settings: chosen on the tuning world by `make tune` (what `tuning` tries) and read from this file
     # (relative to the repository); the grid's own hyperparameters, where it gives some, win. None: the grid's alone.
     settings: str | None = SETTINGS_FILE
@@ -139,38 +138,6 @@ def get_profile(name: str) -> StudyConfig:
     return from_mapping(StudyConfig, yaml.safe_load(path.read_text()), str(path))
 
 
-@dataclass(frozen=True)
-class Job:
-    """One result of the study: what makes it (`kind` and `spec`, which lvlmu.tasks reads), the jobs it needs, the
-    source files it reads, its key and its threads. Its done-record is its output: written last, it holds the key."""
-
-    name: str
-    kind: str
-    key: str
-    spec: dict
-    needs: tuple[str, ...] = ()
-    sources: tuple[str, ...] = ()  # files outside the results that it reads (their content is in its key)
-    threads: int = 1
-    gpu: bool = False  # asks for a GPU where the executor has them (the cluster profile)
-    # Among ready jobs, Snakemake starts the higher first (see PRIORITY).
-    priority: int = 1
-
-    @property
-    def rule(self) -> str:
-        return self.name.replace("-", "_").replace(":", "_")
-
-
-def done_record(artifacts: str | os.PathLike, name: str, key: str) -> str:
-    """Where a job's done-record lies: its name holds the key, so a record of another key is never taken as done,
-    whatever Snakemake's own metadata holds (or lacks)."""
-    return str(Path(artifacts) / "done" / f"{name}.{key}.json")
-
-
-def recorded(artifacts: str | os.PathLike, name: str) -> list[Path]:
-    """The done-records of a job, of any key (at most one once its task has run)."""
-    return sorted((Path(artifacts) / "done").glob(f"{name}.*.json"))
-
-
 def relative(path: Path, root: Path) -> Path:
     """`path` (itself relative to `root`, or absolute) relative to `root` when inside it: the notebooks then show
     "artifacts/world", not this machine's path."""
@@ -185,13 +152,26 @@ def world_runs(config: StudyConfig, index: int) -> list[UnlearnRun]:
 
 
 def grid_batches(config: StudyConfig) -> dict[str, list[tuple[str, UnlearnRun]]]:
-    """The grid's runs by job, each with its world's label: one job per world, method and setting, or one per run."""
+    """The grid's runs by job, each with its world's label: one job per run, or batched (batch_name)."""
     batches: dict[str, list[tuple[str, UnlearnRun]]] = {}
     for index, label in enumerate(map(world_label, config.worlds)):
         for run in world_runs(config, index):
-            name = run.name if config.grid_jobs == "run" else f"{run.setting}-{run.label}"
+            name = run.name if config.grid_jobs == "run" else batch_name(run, config.unlearn)
             batches.setdefault(f"{label}-grid-{name}", []).append((label, run))
     return batches
+
+
+def batch_name(run: UnlearnRun, grid: UnlearnGrid) -> str:
+    """A run's batch in a world: its setting for the forget split and the steps curve (short runs, one job each); in
+    the single-image setting, its method ("single-siu"), or the kind of variant it is ("single-ablations",
+    "single-augmented"). Each job starts a process that spends about 8 s on its imports before its first run."""
+    if run.setting != "single":
+        return run.setting
+    if run.label in grid.single_variants:
+        return "single-ablations"
+    if run.label in grid.augmented_variants():
+        return "single-augmented"
+    return f"single-{run.label}"
 
 
 def world_dirs(a: Path, label: str) -> dict[str, Path]:
@@ -244,8 +224,9 @@ CHAPTER_TITLES = {"rerun": "Re-running and adapting the study", "pubg": "PUBG ag
 # its whole ~15 minutes at the end of the full study while the other core idled). The forget split's grid and the
 # attacks go before the single-image grid: each world's split attack (the longest job after pretraining, waiting on
 # that world's whole split grid) otherwise ran at the very end beside the chapters, and the single-image grid's many
-# shorter jobs fill the cores evenly instead; the chapters come last.
-PRIORITY = {"gate": 3, "second oracle": 2, "split grid": 2, "attack": 2, "single grid": 1, "curve grid": 1}
+# shorter jobs fill the cores evenly instead; the first world's single-image variants (a long job of each kind) start
+# early for the same reason; the chapters come last.
+PRIORITY = {"gate": 3, "second oracle": 2, "split grid": 2, "attack": 2, "single variants": 2, "single grid": 1, "curve grid": 1}
 
 
 def jobs(config: StudyConfig, artifacts: Path, book_dir: Path, only: str | None = None) -> dict[str, Job]:
@@ -257,7 +238,8 @@ def jobs(config: StudyConfig, artifacts: Path, book_dir: Path, only: str | None 
     batches = grid_batches(config)
     if only is not None:
         kept = {run.name for run in config.unlearn.only(only).runs()}
-        batches = {name: runs for name, runs in batches.items() if any(run.name in kept for _, run in runs)}
+        batches = {name: [(label, run) for label, run in runs if run.name in kept] for name, runs in batches.items()}
+        batches = {name: runs for name, runs in batches.items() if runs}
     for k, seed in enumerate(config.worlds):
         out += world_jobs(config, seed, world_dirs(a, world_label(seed)), vision_dir, vision,
                           {name: [run for _, run in runs] for name, runs in batches.items() if runs[0][0] == world_label(seed)},
@@ -371,7 +353,8 @@ def world_jobs(config: StudyConfig, seed: int, d: dict[str, Path], vision_dir: P
                        {"world_dir": str(world_dir), "base_dir": str(base_dir), "oracle_dir": str(oracle_dir),
                         "reference_results_dir": str(probes), "probe_config": probe_parameters, "runs": specs},
                        needs=(n("world"), n("base"), n("oracle"), n("probe-base"), n("probe-oracle"), *references),
-                       threads=config.unlearn.threads, gpu=True, priority=PRIORITY[f"{runs[0].setting} grid"]))
+                       threads=config.unlearn.threads, gpu=True, priority=PRIORITY["single variants" if runs[0].setting == "single" and runs[0].label != runs[0].config.method
+                                                                    else f"{runs[0].setting} grid"]))
     return out
 
 
@@ -519,7 +502,8 @@ def chapter_jobs(config: StudyConfig, a: Path, earlier: dict[str, Job], batches:
         reads = None if reads_runs is None else {r: runs[r] for r in reads_runs}
         # The adapt chapter computes its own model and probes: what --force removes before it runs.
         owns = [parameters["out_dir"], parameters["results_dir"]] if name == "adapt" else []
-        job = Job(f"chapter-{name}", "chapter", key, {"chapter": name, "parameters": parameters, "reads_runs": reads, "owns": owns},
+        job = Job(f"chapter-{name}", "chapter", key, {"chapter": name, "title": CHAPTER_TITLES.get(name, name), "parameters": parameters,
+                                                       "reads_runs": reads, "owns": owns},
                   needs=needed, sources=sources)
         known[job.name] = job
         out.append(job)

@@ -1,13 +1,13 @@
-"""One job of the study, as Snakemake runs it: `python -m lvlmu task NAME --config JSON --key KEY`, in the book
-directory. It makes its result, then writes its done-record (artifacts/done/NAME.json) last, so an interrupted job
-leaves nothing that a rerun would take as done.
+"""One job of the study, as Snakemake runs it: `python -m lvlmu task NAME --key KEY`, in the book directory. It reads
+its job from the plan file that the Snakefile wrote (lvlmu.job), without importing torch or planning the study again
+(a chapter's task only starts papermill), makes its result, then writes its done-record (artifacts/done/NAME.json)
+last, so an interrupted job leaves nothing that a rerun would take as done.
 
 A grid run or a chapter that fails does not fail its job: the failure is written in the record (the engine reports it
 and has it retried next time), the rest of the grid goes on, and the book names what is missing.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -16,29 +16,16 @@ import traceback
 from pathlib import Path
 
 from .io import exit_on_sigterm, package_versions, write_json
-from .study import CHAPTER_TITLES, REPO_DIR, Job, StudyConfig, done_record, from_mapping, plan_jobs, recorded
+from .job import REPO_DIR, Job, done_record, read_job, recorded
 
 KERNEL_NAME = "lvlmu"
 
 
-def run_task(name: str, config: StudyConfig, artifacts: Path, key: str, only: str | None = None, fresh: bool = False,
-             kernel: str | None = None, tune: bool = False) -> dict:
-    """Run the job `name` of the study (of the tuning, with `tune`) in the current directory (the book's); returns its
-    done-record."""
+def run_task(name: str, artifacts: Path, key: str, fresh: bool = False, kernel: str | None = None) -> dict:
+    """Run the job `name` of the plan file (lvlmu.job: what the Snakefile planned, the study's or the tuning's) in the
+    current directory (the book's); returns its done-record."""
     book_dir = Path.cwd()
-    plan = plan_jobs(config, artifacts, book_dir, only, tune)
-    if name == "book":
-        from .study import book_job
-
-        job = book_job([j for j in plan.values() if j.kind == "chapter"], book_dir)
-    else:
-        by_rule = {job.rule: job for job in plan.values()}  # the Snakefile names a job by its rule
-        if name not in plan and name not in by_rule:
-            raise ValueError(f"no job {name!r} in this study; its jobs are {sorted(plan)}")
-        job = plan.get(name) or by_rule[name]
-    if job.key != key:
-        raise ValueError(f"job {name}: the Snakefile planned key {key}, this code computes {job.key}; the code or the "
-                         "config changed while the study ran: run it again")
+    job = read_job(artifacts, name, key)
     started = time.time()
     failed = RUNNERS[job.kind](job, book_dir, fresh, kernel) or {}
     record = {"job": job.name, "kind": job.kind, "key": job.key, "failed": failed, "wall_seconds": time.time() - started,
@@ -202,14 +189,14 @@ def _chapter(job: Job, book_dir: Path, fresh: bool, kernel: str | None) -> dict:
     if reads is not None:  # the runs it reads, by name
         if not any(has_results(run, book_dir) for run in reads.values()):
             names = ", ".join(f"`{r}`" for r in reads) or "(the grid has none)"
-            placeholder_page(output, f"This chapter has no results to show: none of the runs it reads has finished. The missing "
+            placeholder_page(output, job.spec["title"], f"This chapter has no results to show: none of the runs it reads has finished. The missing "
                                      f"runs: {names}.\n\nRun the study without `--only` (`python -m lvlmu study`) to make them.")
             return {}
     try:
         execute_notebook(REPO_DIR / "notebooks" / f"{name}.ipynb", output, parameters, kernel or default_kernel())
     except RuntimeError as error:
         last = next((line.strip() for line in reversed(str(error).splitlines()) if line.strip()), "unknown error").replace("`", "'")
-        placeholder_page(output, f"This chapter's notebook (`{name}`) failed, so it shows no results: `{last}`.\n\n"
+        placeholder_page(output, job.spec["title"], f"This chapter's notebook (`{name}`) failed, so it shows no results: `{last}`.\n\n"
                                  "The study's log has the whole traceback; the other chapters ran.")
         return {job.name: str(error)}
     return {}
@@ -255,12 +242,12 @@ def tag_parameter_cells(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def placeholder_page(path: Path, message: str) -> None:
+def placeholder_page(path: Path, title: str, message: str) -> None:
     """In place of a chapter that cannot show results: a page with its title and a warning box, so the book builds."""
     import nbformat
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = f"# {CHAPTER_TITLES.get(path.stem, path.stem)}\n\n:::{{warning}}\n{message}\n:::\n"
+    text = f"# {title}\n\n:::{{warning}}\n{message}\n:::\n"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(text)]), path)
 
 
@@ -291,9 +278,8 @@ RUNNERS = {"world": _world, "vision": _vision, "pretrain": _pretrain, "probe": _
 def task_command(args) -> int:
     """`python -m lvlmu task`: what the Snakefile's rules run."""
     exit_on_sigterm()  # torch reads its thread count from OMP_NUM_THREADS, which the Snakefile sets per job
-    config = from_mapping(StudyConfig, json.loads(args.config), "--config")
     try:
-        record = run_task(args.name, config, Path(args.artifacts), args.key, args.only, args.fresh, args.kernel, args.tune)
+        record = run_task(args.name, Path(args.artifacts), args.key, args.fresh, args.kernel)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"[lvlmu] {args.name}: {error}", file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ from lvlmu.attack import AttackConfig
 from lvlmu.io import atomic_directory
 from lvlmu.probe.suite import ProbeConfig
 from lvlmu.engine import run_study
-from lvlmu.study import StudyConfig, get_profile, profiles, recorded
+from lvlmu.study import StudyConfig, get_profile, plan_jobs, profiles, recorded
 from lvlmu.tasks import execute_notebook, placeholder_page
 from lvlmu.unlearn.grid import UnlearnGrid
 
@@ -32,15 +32,15 @@ MICRO_STUDY = StudyConfig(MICRO_WORLD, MICRO_VISION, replace(MICRO_PRETRAIN, epo
                           attack=AttackConfig(steps=(1, 2), distractors=2, generation_batch_size=32))
 # The same study with a changed probe budget and a finished run's learning rate changed (the cache test switches to it).
 CHANGED_STUDY = replace(MICRO_STUDY, eval_max_per_group=6, unlearn=replace(MICRO_GRID, split_hyperparameters={"graddiff": {"learning_rate": 5e-4}}))
-WORLD_JOBS = {"world", "base", "oracle", "probe-base", "probe-oracle", "references",
-              "grid-split-graddiff", "grid-split-idk", "grid-split-pubg", "grid-single-siu", "grid-single-graddiff", "grid-single-siu-ce-only",
-              "grid-curve-siu", "attack-references", "attack-split", "attack-single"}
+# The grid's jobs: the forget split's runs in one, the steps curve's in one, the single-image runs per method, and the
+# single-image variants by kind.
+WORLD_JOBS = {"world", "base", "oracle", "probe-base", "probe-oracle", "references", "grid-split", "grid-single-siu",
+              "grid-single-graddiff", "grid-single-ablations", "grid-curve", "attack-references", "attack-split", "attack-single"}
 BASE_JOBS = {"w3-world", "vision", "w1-oracle_seed1", "w1-probe-oracle_seed1"} | {f"{w}-{j}" for w in ("w1", "w2") for j in WORLD_JOBS
                                                                                   if "grid" not in j and "attack" not in j}
 # The augmentation ablation of each single-image method runs on the first world alone.
-GRID_JOBS = {f"{w}-{j}" for w in ("w1", "w2") for j in WORLD_JOBS if "grid" in j or "attack" in j} | {
-    "w1-grid-single-siu-augmented", "w1-grid-single-graddiff-augmented"}
-IDK = {"w1-grid-split-idk": "ran with failures", "w2-grid-split-idk": "ran with failures"}
+GRID_JOBS = {f"{w}-{j}" for w in ("w1", "w2") for j in WORLD_JOBS if "grid" in j or "attack" in j} | {"w1-grid-single-augmented"}
+IDK = {"w1-grid-split": "ran with failures", "w2-grid-split": "ran with failures"}
 CHAPTER_JOBS = {f"chapter-{c}" for c in ("world", "pretrain", "probe", "unlearn", "compare", "pubg", "attacks", "claims", "intro", "adapt", "rerun")}
 EVERY_JOB = BASE_JOBS | GRID_JOBS | CHAPTER_JOBS | {"book"}
 CHAPTERS = ("intro", "world", "pretrain", "probe", "unlearn", "compare", "pubg", "attacks", "claims", "adapt", "rerun")
@@ -101,7 +101,7 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
     for name in EVERY_JOB:  # one record each, named by its key
         [path] = recorded(book / "artifacts", name)
         assert path.name == f"{name}.{json.loads(path.read_text())['key']}.json"
-    [idk] = recorded(book / "artifacts", "w1-grid-split-idk")
+    [idk] = recorded(book / "artifacts", "w1-grid-split")
     assert list(json.loads(idk.read_text())["failed"]) == ["w1-split-idk-seed0"]
     unlearned = json.loads((models / "unlearned" / "single-siu-person0-seed0" / "manifest.json").read_text())
     assert unlearned["forget_people"] == [first_forget(book)] and unlearned["config"]["images"] == "single"
@@ -192,7 +192,7 @@ def test_an_unchanged_job_is_skipped_and_a_changed_one_reruns(study_run):
     assert third["failed"] == {}
     readers = {f"chapter-{c}" for c in ("compare", "pubg", "attacks", "claims", "intro", "rerun")}
     assert {j for j, status in third["jobs"].items() if status == "ran"} == {"chapter-pretrain"} | readers | {
-        f"{w}-{j}" for w in ("w1", "w2") for j in ("grid-split-idk", "grid-split-graddiff", "attack-split")}  # the single-image setting is tuned apart
+        f"{w}-{j}" for w in ("w1", "w2") for j in ("grid-split", "attack-split")}  # the single-image setting is tuned apart
     nb = nbformat.read(book / "book" / "notebooks" / "pretrain.ipynb", as_version=4)
     assert "reusing" in "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     # A missing done-record makes its job run again.
@@ -278,7 +278,7 @@ def test_the_claims_and_pubg_pages_write_their_prose_from_the_results(study_run)
             record.unlink()
         report = run_study(CHANGED_STUDY, book_dir=book, log=lambda *_: None)
         assert report["jobs"]["chapter-claims"] == "ran" and report["jobs"]["chapter-pubg"] == "ran"
-        assert report["jobs"]["w1-grid-split-pubg"] == "cached"
+        assert report["jobs"]["w1-grid-split"] == "cached"
         assert "43.2% [43.2%, 43.2%] (2 worlds) of answers" in prose(claims_page)
         after = prose(pubg_page)
         assert "pubg's desirable rate is 87.7% [87.7%, 87.7%] (2 worlds)" in after and after != before
@@ -320,8 +320,11 @@ def test_only_runs_one_method_and_a_chapter_without_results_names_its_missing_ru
         r.rename(m)
     try:
         report = run_study(CHANGED_STUDY, book_dir=book, build=False, log=lambda *_: None, only="graddiff")
-        assert not {"w1-grid-split-pubg", "w1-grid-split-idk", "w2-grid-single-siu"} & set(report["jobs"]), "only graddiff's jobs"
-        assert {"w1-grid-split-graddiff", "w2-grid-single-graddiff"} <= set(report["jobs"])
+        assert not {"w2-grid-single-siu", "w1-grid-single-ablations", "w1-grid-curve"} & set(report["jobs"]), "only graddiff's jobs"
+        assert {"w1-grid-split", "w2-grid-single-graddiff", "w1-grid-single-augmented"} <= set(report["jobs"])
+        # the forget split's job holds graddiff's runs alone
+        split = plan_jobs(CHANGED_STUDY, book / "artifacts", book, only="graddiff")["w1-grid-split"]
+        assert [run["name"] for run in split.spec["runs"]] == ["w1-split-graddiff-seed0"]
         assert report["jobs"]["chapter-pubg"] == "ran" and [m for m in report["missing"] if "pubg" in m] == ["w1-split-pubg-seed0", "w2-split-pubg-seed0"]
         page = nbformat.read(book / "book" / "notebooks" / "pubg.ipynb", as_version=4)
         assert "w2-split-pubg-seed0" in page.cells[0].source and "no results" in page.cells[0].source
@@ -334,7 +337,7 @@ def test_only_runs_one_method_and_a_chapter_without_results_names_its_missing_ru
 
 def test_a_chapter_page_in_place_of_results(tmp_path):
     path = tmp_path / "book" / "notebooks" / "adapt.ipynb"
-    placeholder_page(path, "This chapter's notebook (`adapt`) failed: `ValueError: the concept 'x' has no images`.")
+    placeholder_page(path, "Your own model and concepts", "This chapter's notebook (`adapt`) failed: `ValueError: the concept 'x' has no images`.")
     text = nbformat.read(path, as_version=4).cells[0].source
     assert text.startswith("# Your own model and concepts") and ":::{warning}" in text
     assert "ValueError: the concept 'x' has no images" in text and "`adapt`" in text
@@ -349,12 +352,14 @@ def test_a_killed_training_leaves_no_temporary_directory_and_no_record(micro_wor
     import sys
     import time
 
-    from lvlmu.study import notebook_parameters, jobs
+    from lvlmu.job import write_plan
+    from lvlmu.study import jobs
 
     shutil.copytree(micro_world.root, tmp_path / "artifacts" / "w3" / "world")  # the tuning world
     study = replace(MICRO_STUDY, vision=replace(MICRO_VISION, epochs=10_000))  # long enough to be killed mid-way
-    job = jobs(study, tmp_path / "artifacts", tmp_path)["vision"]
-    command = [sys.executable, "-m", "lvlmu", "task", "vision", "--config", json.dumps(notebook_parameters(study)), "--key", job.key]
+    plan = jobs(study, tmp_path / "artifacts", tmp_path)
+    write_plan(tmp_path / "artifacts", plan, tmp_path)  # what the Snakefile does
+    command = [sys.executable, "-m", "lvlmu", "task", "vision", "--key", plan["vision"].key]
     models = tmp_path / "artifacts" / "models"
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -388,7 +393,7 @@ def test_snakemake_lists_every_job_and_the_cluster_profile_dry_runs(tmp_path):
     # No --config on this command line: it would replace the profile's.
     base = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_DIR / "workflow" / "Snakefile"), "--directory", str(tmp_path),
             "--configfile", str(REPO_DIR / "workflow" / "config" / "quick.yaml"), "--dry-run"]
-    for extra, grid_jobs in (([], "method"), (["--profile", str(REPO_DIR / "profiles" / "slurm")], "run")):
+    for extra, grid_jobs in (([], "batched"), (["--profile", str(REPO_DIR / "profiles" / "slurm")], "run")):
         result = subprocess.run(base + extra, capture_output=True, text=True, cwd=tmp_path)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         total = int(re.search(r"^total\s+(\d+)", result.stdout, re.MULTILINE).group(1))
