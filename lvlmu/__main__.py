@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     study.add_argument("--force", action="store_true", help="rerun every job, reusing no result, even where its key is unchanged")
     study.add_argument("--no-book", action="store_true", help="run the jobs but do not build the book")
     study.add_argument("--only", default=None, metavar="METHOD",
-                       help="run only this method's grid jobs (the other runs keep their results), then the chapters")
+                       help="run only this method's grid runs (the other runs keep their results), then the chapters")
     study.add_argument("--jobs", type=int, default=2, help="cores for Snakemake (default 2); each job takes its threads' worth")
     study.add_argument("--retry-failed", action="store_true",
                        help="run again the jobs whose runs or chapter failed (a failure is otherwise kept until its key changes)")

@@ -48,7 +48,7 @@ def run_study(config: StudyConfig | str = "full", book_dir: str | os.PathLike = 
     the book. Returns each job's status ("ran" or "cached", "with failures" when some of its runs or its chapter failed;
     "failed" when the job itself did; "not run" when a job it needs failed), the failures by run or chapter (kept in
     the done-records, and reported every time until `retry_failed` or a new key runs them again), the runs without
-    results, and where the book is. `only` runs one method's grid jobs. `tune` runs the tuning instead (`make tune`:
+    results, and where the book is. `only` runs one method's grid runs. `tune` runs the tuning instead (`make tune`:
     lvlmu.study.tuning_jobs), which writes the settings file and builds no book."""
     config = get_profile(config) if isinstance(config, str) else config
     if only is not None and only not in METHODS:

@@ -231,7 +231,8 @@ PRIORITY = {"gate": 3, "second oracle": 2, "split grid": 2, "attack": 2, "single
 
 def jobs(config: StudyConfig, artifacts: Path, book_dir: Path, only: str | None = None) -> dict[str, Job]:
     """Every job of the study, by name; paths relative to `book_dir`, where the jobs run. `only` (a method) keeps
-    the grid jobs of that method alone; the chapters then read whatever results the other runs have."""
+    the grid runs of that method alone (in the jobs that hold them); the chapters then read whatever results the other
+    runs have."""
     config = tuned(config)
     a = relative(artifacts, book_dir)
     vision_dir, vision, out = tuning_world_jobs(config, a)
