@@ -78,10 +78,13 @@ def read_job(artifacts: str | os.PathLike, name: str, key: str) -> Job:
     if not path.exists():
         raise ValueError(f"no plan file at {path}: run the study through `python -m lvlmu study` or the Snakefile")
     plan = json.loads(path.read_text())
-    entries = {**{entry["name"].replace("-", "_").replace(":", "_"): entry for entry in plan["jobs"].values()}, **plan["jobs"]}
-    if name not in entries:
+    known = {f.name for f in fields(Job)}
+    jobs = [Job(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry.items() if k in known}) for entry in plan["jobs"].values()]
+    by_name = {**{job.rule: job for job in jobs}, **{job.name: job for job in jobs}}  # the Snakefile names a job by its rule
+    if name not in by_name:
         raise ValueError(f"no job {name!r} in the plan {path}; its jobs are {sorted(plan['jobs'])}")
-    entry = entries[name]
+    job = by_name[name]
+    entry = plan["jobs"][job.name]
     again = "the code or the config changed while the study ran: run it again"
     if entry["key"] != key:
         raise ValueError(f"job {name}: the Snakefile planned key {key}, the plan file holds {entry['key']}; {again}")
@@ -90,5 +93,4 @@ def read_job(artifacts: str | os.PathLike, name: str, key: str) -> Job:
     changed = [s for s, digest in entry["source_hashes"].items() if not Path(s).exists() or hash_file(s) != digest]
     if changed:
         raise ValueError(f"job {name}: its sources {changed} changed since the study was planned; {again}")
-    known = {f.name for f in fields(Job)}
-    return Job(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry.items() if k in known})
+    return job
