@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lvlmu.report.intervals import FAILS, HOLDS, INCONCLUSIVE, Interval, cluster_means, difference, interval, verdict
+from lvlmu.report.intervals import FAILS, HOLDS, INCONCLUSIVE, SHARE, Interval, cluster_means, difference, interval, verdict
 
 
 def nested(rng, mean=0.3, worlds=3, people=4, seeds=2, world_sd=0.1, person_sd=0.05, noise_sd=0.05, method="a"):
@@ -113,3 +113,30 @@ def test_a_rate_without_spread_keeps_the_exact_binomial_interval_of_its_answers(
     # With spread between worlds, the t interval is the wider one and is kept.
     spread = pd.DataFrame([{"world": w, "person": "p0", "leak": r, "answers": 32} for w, r in (("w0", 0.0), ("w1", 0.25), ("w2", 0.5))])
     assert interval(spread, "leak", answers="answers").high == pytest.approx(interval(spread, "leak").high)
+
+
+def test_a_share_interval_is_cut_to_its_range_and_keeps_its_coverage_and_verdicts():
+    # Three worlds at 0, 50% and 100%: t(2) gives 50% +- 124 points; a share lies in [0, 1], and so does the cut interval.
+    frame = pd.DataFrame([{"world": f"w{k}", "person": "p0", "method": "a", "leak": v} for k, v in enumerate((0.0, 0.5, 1.0))])
+    plain, cut = interval(frame, "leak"), interval(frame, "leak", within=SHARE)
+    assert plain.low == pytest.approx(-0.742, abs=1e-3) and plain.high == pytest.approx(1.742, abs=1e-3)
+    assert (cut.low, cut.high, cut.estimate, cut.standard_error) == (0.0, 1.0, plain.estimate, plain.standard_error)
+    # a paired difference of shares is cut to [-1, 1]
+    other = frame.assign(method="b", leak=[1.0, 0.5, 0.0])
+    paired = difference(pd.concat([frame, other]), "leak", "a", "b", within=SHARE)
+    assert (paired.low, paired.high) == (-1.0, 1.0)
+    # Any value inside the range (the true mean among them) is covered by the cut interval exactly when it is by the
+    # t interval, so coverage is unchanged; and so is the verdict against any bound inside the range.
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        shares = nested(rng, mean=0.05, world_sd=0.1).assign(leak=lambda f: f["leak"].clip(0, 1))
+        plain, cut = interval(shares, "leak"), interval(shares, "leak", within=SHARE)
+        assert 0.0 <= cut.low <= cut.high <= 1.0
+        for value in (0.0, 0.02, 0.05, 0.1, 0.5, 1.0):
+            assert (plain.low <= value <= plain.high) == (cut.low <= value <= cut.high)
+            for direction in ("below", "above"):
+                assert verdict(plain, value, direction) == verdict(cut, value, direction)
+    # Only a bound outside the range (a base's figure less a margin, where the base is under the margin) can move:
+    # a share is always above -5%, and the cut interval says so where the t interval could not.
+    three = (interval(frame, "leak"), interval(frame, "leak", within=SHARE))
+    assert [verdict(i, -0.05, "above") for i in three] == [INCONCLUSIVE, HOLDS]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .claims import EXCESS_BOUND
-from .intervals import Interval, difference
+from .intervals import SHARE, Interval, difference
 
 ATTACK_AXES = {"relearn_named_photo": "step", "relearn_benign": "step", "relearn_unrelated": "step", "quantization": "weights"}
 
@@ -34,7 +34,7 @@ def excess_recovery(frame: pd.DataFrame, method: str, attack: str, at, kind: str
     paired within each world and person, with its interval."""
     axis = ATTACK_AXES[attack]
     chosen = frame[(frame["attack"] == attack) & (frame["kind"] == kind) & (frame[axis] == at)]
-    return difference(chosen, "leak", method, reference)
+    return difference(chosen, "leak", method, reference, within=SHARE)
 
 
 def collect_attacks(runs: dict[str, dict], references: dict[str, dict[str, dict]]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:

@@ -9,9 +9,11 @@ Every figure comes from the runs' stored probe results (`collect_runs`), so the 
 """
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
-from .intervals import FAILS, HOLDS, INCONCLUSIVE, Interval, difference, interval, verdict
+from .intervals import FAILS, HOLDS, INCONCLUSIVE, SHARE, Interval, difference, interval, verdict
 
 UNMEASURED = "not measured"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, UNMEASURED)
@@ -61,6 +63,8 @@ CRITERIA = {  # what each claim must show, as the claims page prints it
               "it can only show a difference, so the claim fails or stays inconclusive, and never holds on this test",
 }
 LEVEL_NAMES = {"world": "worlds", "forget": "people", "seed": "seeds"}
+POSITIVE = (0.0, math.inf)  # a perplexity, or a ratio of two
+SHARE_DIFFERENCE = (-1.0, 1.0)  # one share less another
 
 
 def paired_oracle(frame: pd.DataFrame, setting: str) -> dict[str, float]:
@@ -73,7 +77,7 @@ def paired_oracle(frame: pd.DataFrame, setting: str) -> dict[str, float]:
 def leak_interval(runs: pd.DataFrame, measure: str) -> Interval:
     """A name-leak rate's interval, containing the exact binomial interval of its pooled answers where the runs count
     them (lvlmu.report.intervals): a leak of 0 in every world is not [0, 0] on a handful of answers."""
-    return interval(runs, measure, LEVELS, answers=f"answers: {measure}")
+    return interval(runs, measure, LEVELS, answers=f"answers: {measure}", within=SHARE)
 
 
 def pct(value: float | None) -> str:
@@ -130,9 +134,9 @@ def siu_claims(frame: pd.DataFrame, base: dict, oracle: dict) -> list[dict]:
         return [_row("SIU", c, k, "no SIU run in the single-image setting has results", UNMEASURED) for k, c in claims.items()]
     leak = leak_interval(runs, "name leak: unseen images")
     general = {k: leak_interval(runs, f"name leak: {k}") for k in ("held-out paraphrases", "jailbreak prompts", "perturbed")}
-    retain, mia = interval(runs, "retain names", LEVELS), interval(runs, "visual MIA AUC (LOSS)", LEVELS)
-    kept = {m: interval(runs, m, LEVELS) for m in ("visual QA", "POPE F1")}
-    fluency, diversity = interval(runs, "fluency: perplexity", LEVELS), interval(runs, "diversity", LEVELS)
+    retain, mia = interval(runs, "retain names", LEVELS, within=SHARE), interval(runs, "visual MIA AUC (LOSS)", LEVELS, within=SHARE)
+    kept = {m: interval(runs, m, LEVELS, within=SHARE) for m in ("visual QA", "POPE F1")}
+    fluency, diversity = interval(runs, "fluency: perplexity", LEVELS, within=POSITIVE), interval(runs, "diversity", LEVELS, within=SHARE)
     # Fluency and membership against the oracle on the same person (collect_runs' "oracle: ..." columns), paired per run.
     paired = all(f"oracle: {m}" in runs.columns and runs[f"oracle: {m}"].notna().any()
                  for m in ("fluency: perplexity", "diversity", "visual MIA AUC (LOSS)"))
@@ -140,9 +144,10 @@ def siu_claims(frame: pd.DataFrame, base: dict, oracle: dict) -> list[dict]:
         runs = runs.assign(**{"perplexity ratio": runs["fluency: perplexity"] / runs["oracle: fluency: perplexity"],
                               "diversity gap": runs["diversity"] - runs["oracle: diversity"],
                               "visual MIA gap": runs["visual MIA AUC (LOSS)"] - runs["oracle: visual MIA AUC (LOSS)"]})
-        ratio, diversity_gap, mia_gap = (interval(runs, m, LEVELS) for m in ("perplexity ratio", "diversity gap", "visual MIA gap"))
-        oracle_mia, oracle_text = interval(runs, "oracle: visual MIA AUC (LOSS)", LEVELS), interval(runs, "oracle: MIA AUC (LOSS)", LEVELS)
-    text_mia = interval(runs, "MIA AUC (LOSS)", LEVELS)
+        ratio = interval(runs, "perplexity ratio", LEVELS, within=POSITIVE)
+        diversity_gap, mia_gap = (interval(runs, m, LEVELS, within=SHARE_DIFFERENCE) for m in ("diversity gap", "visual MIA gap"))
+        oracle_mia, oracle_text = (interval(runs, f"oracle: {m}", LEVELS, within=SHARE) for m in ("visual MIA AUC (LOSS)", "MIA AUC (LOSS)"))
+    text_mia = interval(runs, "MIA AUC (LOSS)", LEVELS, within=SHARE)
     retain_bound = base["retain names"] - RETAIN_DROP
     steps = runs["steps"].iloc[0]
     return [
@@ -196,7 +201,7 @@ def dmk_claim(frame: pd.DataFrame) -> dict:
     present = [a for a in DMK_ABLATIONS if not single.empty and a in set(single["method"])]
     if single.empty or "siu" not in set(single["method"]) or "siu-ce-only" not in present:
         return _row("SIU", claim, "SIU DMK", "no SIU run beside its cross-entropy-only ablation has results", UNMEASURED)
-    gains = {a: difference(single, "retain names", "siu", a, levels=LEVELS) for a in present}
+    gains = {a: difference(single, "retain names", "siu", a, levels=LEVELS, within=SHARE) for a in present}
     return _row("SIU", claim, "SIU DMK", "SIU minus " + "; ".join(f"{a} {described(d)}" for a, d in gains.items()),
                 verdict(gains["siu-ce-only"], 0.0, "above"), gains["siu-ce-only"].detectable())
 
@@ -205,10 +210,12 @@ AUGMENTED = "-augmented"  # the suffix of a method's augmentation ablation in th
 AUGMENTATION_MEASURES = ("name leak: unseen images", "name leak: perturbed", "retain names", "task: desirable")
 
 
-def augmentation_table(frame: pd.DataFrame, measures: tuple[str, ...] = AUGMENTATION_MEASURES) -> pd.DataFrame:
+def augmentation_table(frame: pd.DataFrame, measures: tuple[str, ...] = AUGMENTATION_MEASURES,
+                       within: tuple[float, float] | None = SHARE) -> pd.DataFrame:
     """Every method with and without augmentation in the single-image setting (its "<method>-augmented" runs against
     its own runs, paired within world and person): per method, the augmented runs' figure minus the plain runs', with
-    its 95% interval. Empty when the build ran no augmented run."""
+    its 95% interval, cut to the range the measures share (`within`: SHARE for rates, None for none). Empty when the
+    build ran no augmented run."""
     single = frame[frame["setting"] == "single"] if not frame.empty else frame
     labels = set(single["method"]) if not single.empty else set()
     measures = tuple(m for m in measures if m in frame.columns)
@@ -218,7 +225,7 @@ def augmentation_table(frame: pd.DataFrame, measures: tuple[str, ...] = AUGMENTA
             continue
         row = {"method": method}
         for measure in measures:
-            row[f"{measure}: augmented - plain"] = described(difference(single, measure, f"{method}{AUGMENTED}", method, levels=LEVELS))
+            row[f"{measure}: augmented - plain"] = described(difference(single, measure, f"{method}{AUGMENTED}", method, levels=LEVELS, within=within))
         rows.append(row)
     return pd.DataFrame(rows, columns=["method", *(f"{m}: augmented - plain" for m in measures)])
 
@@ -253,7 +260,7 @@ def pubg_claims(frame: pd.DataFrame, base: dict, method: str = "pubg") -> list[d
                          f"{list(decided.values()).count(HOLDS)} of {len(baselines)} hold: " + "; ".join(f"{m} {described(v)}" for m, v in leaks.items()),
                          majority_of(list(decided.values())), _largest_detectable(leaks.values())))
         failing = frame.assign(failing=frame[[f"task: {c}" for c in FAILURE_CLASSES]].sum(axis=1))
-        shares = {m: interval(_runs(failing, "split", m), "failing", LEVELS) for m in baselines}
+        shares = {m: interval(_runs(failing, "split", m), "failing", LEVELS, within=SHARE) for m in baselines}
         decided = {m: verdict(v, AFTERMATH_BOUND, "above") for m, v in shares.items()}
         rows.append(_row("PUBG", "but leave aftermaths (degenerate, hallucinated or refused answers)", "baselines leave aftermaths",
                          f"{list(decided.values()).count(HOLDS)} of {len(baselines)} hold: " + "; ".join(f"{m} {described(v)}" for m, v in shares.items()),
@@ -264,11 +271,11 @@ def pubg_claims(frame: pd.DataFrame, base: dict, method: str = "pubg") -> list[d
     if runs.empty:
         return rows + [_row("PUBG", c, k, f"no {method} run on the forget split has results", UNMEASURED) for k, c in claims.items()]
     split = frame[frame["setting"] == "split"]
-    informative = interval(runs, "task: informative", LEVELS)
-    over = {b: difference(split, "task: informative", method, b, levels=LEVELS) for b in baselines}
-    grounding, leak = interval(runs, "grounding precision", LEVELS), interval(runs, "task: leak", LEVELS)
-    recall, ceiling = interval(runs, "grounding recall", LEVELS), base.get("description recall")
-    retain, refusal = interval(runs, "retain names", LEVELS), interval(runs, "over-refusal: retain people", LEVELS)
+    informative = interval(runs, "task: informative", LEVELS, within=SHARE)
+    over = {b: difference(split, "task: informative", method, b, levels=LEVELS, within=SHARE) for b in baselines}
+    grounding, leak = interval(runs, "grounding precision", LEVELS, within=SHARE), interval(runs, "task: leak", LEVELS, within=SHARE)
+    recall, ceiling = interval(runs, "grounding recall", LEVELS, within=SHARE), base.get("description recall")
+    retain, refusal = interval(runs, "retain names", LEVELS, within=SHARE), interval(runs, "over-refusal: retain people", LEVELS, within=SHARE)
     return rows + [
         _row("PUBG", claims["PUBG informative"], "PUBG informative",
              f"{described(informative)}; over " + "; ".join(f"{b} {described(d)}" for b, d in over.items()),
@@ -346,17 +353,17 @@ def pubg_targets(frame: pd.DataFrame, base: dict, oracle: dict, method: str = "p
     own, means = _runs(frame, "split", method), method_means(frame, "split")
 
     def paired(value: str, other: str) -> Interval:
-        return difference(split, value, method, other, levels=LEVELS)
+        return difference(split, value, method, other, levels=LEVELS, within=SHARE)
 
     leak_best = means.loc[baselines, "name leak: unseen images"].idxmin()
     desirable = {b: paired("task: desirable", b) for b in baselines}
     runner_up = means.loc[baselines, "task: desirable"].idxmax()
     gaps = split.assign(gap=(split["task: desirable"] - oracle["task: desirable"]).abs())
     closest = gaps[gaps["method"].isin(baselines)].groupby("method")["gap"].mean().idxmin()
-    gap_over = {b: difference(gaps, "gap", method, b, levels=LEVELS) for b in baselines}
+    gap_over = {b: difference(gaps, "gap", method, b, levels=LEVELS, within=SHARE) for b in baselines}
     gap = gap_over[closest]
     retain_bound = base["retain names"] - retain_margin
-    estimates = {m: interval(own, m, LEVELS) for m in ("grounding precision", "retain names", "over-refusal: retain people",
+    estimates = {m: interval(own, m, LEVELS, within=SHARE) for m in ("grounding precision", "retain names", "over-refusal: retain people",
                                                          "over-refusal: general questions")}
     rows = [
         ("name leak, unseen images", f"at most the best baseline's ({leak_best}) + {leak_margin * 100:.0f} points",

@@ -236,7 +236,7 @@ def steps_curve_figure(curve: pd.DataFrame, measures: tuple[str, ...] = ("name l
 def recovery_figure(frame: pd.DataFrame, setting: str, kind: str = "name", title: str = ""):
     """One panel per relearning attack: the `kind` leak (in %) after each number of attack steps, one line per method
     (mean over worlds); the base and the oracle as bands of their 95% interval over worlds (lvlmu.report.attacks)."""
-    from .intervals import interval
+    from .intervals import SHARE, interval
 
     chosen = frame[(frame["setting"] == setting) & (frame["kind"] == kind) & frame["attack"].str.startswith("relearn")]
     attacks = list(dict.fromkeys(chosen["attack"]))
@@ -248,7 +248,7 @@ def recovery_figure(frame: pd.DataFrame, setting: str, kind: str = "name", title
         for reference, colour in MODEL_COLOURS.items():
             ref = rows[rows["method"] == reference]
             steps = sorted(ref["step"].unique())
-            bands = [interval(ref[ref["step"] == s], "leak") for s in steps]
+            bands = [interval(ref[ref["step"] == s], "leak", within=SHARE) for s in steps]
             ax.fill_between(steps, [b.low * 100 if b.defined else b.estimate * 100 for b in bands],
                             [b.high * 100 if b.defined else b.estimate * 100 for b in bands], color=colour, alpha=0.2)
             ax.plot(steps, [b.estimate * 100 for b in bands], "--", color=colour, label=reference)

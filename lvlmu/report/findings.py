@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .claims import LEAK_BOUND, LEVELS, RETAIN_DROP, baselines_of, described, leak_interval, pct
-from .intervals import FAILS, HOLDS, interval, verdict
+from .intervals import FAILS, HOLDS, SHARE, interval, verdict
 
 ANSWER_CLASSES = ("refusal", "hallucinated", "degenerate", "informative")
 
@@ -19,7 +19,7 @@ def pubg_findings(frame: pd.DataFrame, base: dict, oracle: dict, method: str = "
     `oracle` (their headline figures), with intervals over the chapter's replicates."""
     split = frame[frame["setting"] == "split"]
     methods = [method, *baselines_of(frame, method)]
-    desirable = {m: interval(split[split["method"] == m], "task: desirable", LEVELS) for m in methods}
+    desirable = {m: interval(split[split["method"] == m], "task: desirable", LEVELS, within=SHARE) for m in methods}
     mostly = [m for m, v in desirable.items() if verdict(v, 0.5, "above") == HOLDS]
     best = max(methods[1:], key=lambda m: desirable[m].estimate, default=None)
     lines = [f"**What this shows.** Methods whose answers to the task are mostly desirable (the interval of the desirable "
@@ -35,7 +35,7 @@ def pubg_findings(frame: pd.DataFrame, base: dict, oracle: dict, method: str = "
     lines.append(f"Baselines that stop the leak (the interval of their name leak below {LEAK_BOUND:.0%}) answer the task "
                  + ("instead: " + "; ".join(stopped) + "." if stopped else "with: none of them stops it."))
     runs = split[split["method"] == method]
-    retain, leak = interval(runs, "retain names", LEVELS), leak_interval(runs, "name leak: unseen images")
+    retain, leak = interval(runs, "retain names", LEVELS, within=SHARE), leak_interval(runs, "name leak: unseen images")
     kept = verdict(retain, base["retain names"] - RETAIN_DROP, "above")
     trade = {HOLDS: "keeps", FAILS: "does not keep"}.get(kept, "may or may not keep (the interval straddles the bound)")
     lines.append(f"{method} {trade} retain recognition within {RETAIN_DROP * 100:.0f} points of the base's "

@@ -18,6 +18,10 @@ interval is widened to contain the exact (Clopper-Pearson) binomial interval of 
 standard error to the one that interval implies: 0 leaks in 12 answers gives [0, 26%], in 96 answers [0, 3.8%]. The
 pooled interval alone would ignore the clustering; the wider of the two keeps both.
 
+A figure with a known range (a share of answers, an AUC: `within=SHARE`) has its interval intersected with that
+range. The true mean lies in it, so the intersection covers it exactly as often as the t interval does; with three
+worlds, a t interval on shares can otherwise reach below 0 or above 100%, which no reader should have to discount.
+
 A difference between two methods is taken within each cell first (the same world and person), then averaged up the
 same levels: what the cells share (a world's base model, a person's photographs) cancels.
 """
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+SHARE = (0.0, 1.0)  # the range of a rate, a share of answers or an AUC
 LEVELS = ("world", "person")  # the frame's columns, outermost first; the rows within a cell (seeds) are averaged
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 
@@ -78,10 +83,11 @@ def cluster_means(frame: pd.DataFrame, value: str, levels: tuple[str, ...] = LEV
 
 
 def interval(frame: pd.DataFrame, value: str, levels: tuple[str, ...] = LEVELS, confidence: float = 0.95,
-             answers: str | None = None) -> Interval:
+             answers: str | None = None, within: tuple[float, float] | None = None) -> Interval:
     """The mean of `value` over the top level's clusters, with its `confidence` interval (see the module's text).
     `answers` names a column holding how many answers each row's rate counts: the interval then contains the exact
-    binomial interval of the pooled answers."""
+    binomial interval of the pooled answers. `within`: the range `value` can take (SHARE for a rate); the interval
+    is cut to it."""
     from scipy import stats
 
     if frame.empty or value not in frame.columns or frame[value].dropna().empty:
@@ -102,19 +108,23 @@ def interval(frame: pd.DataFrame, value: str, levels: tuple[str, ...] = LEVELS, 
             low, high = min(low, exact.low), max(high, exact.high)
             # the error that interval implies, on its wider side (at a rate of 0 it has only one)
             se = max(se, max(exact.high - estimate, estimate - exact.low) / stats.norm.ppf(0.5 + confidence / 2))
+    if within is not None:
+        low, high = max(low, within[0]), min(high, within[1])
     return Interval(estimate, low, high, se, level, n, confidence)
 
 
 def difference(frame: pd.DataFrame, value: str, first: str, second: str, by: str = "method", levels: tuple[str, ...] = LEVELS,
-               confidence: float = 0.95) -> Interval:
+               confidence: float = 0.95, within: tuple[float, float] | None = None) -> Interval:
     """`first` minus `second` (values of column `by`), paired within each cell (the same world and person), with the
-    interval of its mean; cells that only one of them has are left out."""
+    interval of its mean; cells that only one of them has are left out. `within`: the range of `value` (SHARE for a
+    rate); the difference's interval is cut to the range a difference can take (-1 to 1 for a rate)."""
     levels = tuple(level for level in levels if level in frame.columns)
     cells = frame.dropna(subset=[value]).groupby([*levels, by], sort=False)[value].mean().unstack(by)
     if first not in cells.columns or second not in cells.columns:
         return interval(pd.DataFrame(), value, levels, confidence)
     paired = (cells[first] - cells[second]).dropna().rename(value).reset_index()
-    return interval(paired, value, levels, confidence)
+    spread = None if within is None else (within[0] - within[1], within[1] - within[0])
+    return interval(paired, value, levels, confidence, within=spread)
 
 
 def verdict(estimate: Interval, bound: float, direction: str) -> str:
