@@ -145,17 +145,11 @@ def relative(path: Path, root: Path) -> Path:
     return Path(os.path.relpath(path, root)) if path.is_relative_to(root) else path
 
 
-def world_runs(config: StudyConfig, index: int) -> list[UnlearnRun]:
-    """The grid's runs on the study's `index`-th reporting world: all of them, less the variants that run on the first
-    worlds alone (UnlearnRun.worlds)."""
-    return [run for run in config.unlearn.runs() if run.worlds is None or index < run.worlds]
-
-
 def grid_batches(config: StudyConfig) -> dict[str, list[tuple[str, UnlearnRun]]]:
     """The grid's runs by job, each with its world's label: one job per run, or batched (batch_name)."""
     batches: dict[str, list[tuple[str, UnlearnRun]]] = {}
-    for index, label in enumerate(map(world_label, config.worlds)):
-        for run in world_runs(config, index):
+    for label in map(world_label, config.worlds):
+        for run in config.unlearn.runs():  # every world runs the whole grid
             name = run.name if config.grid_jobs == "run" else batch_name(run, config.unlearn)
             batches.setdefault(f"{label}-grid-{name}", []).append((label, run))
     return batches
@@ -193,9 +187,9 @@ def grid_runs(config: StudyConfig, artifacts: Path) -> dict[str, dict]:
     """Each run of the grid as the chapters read it: its world, setting, method, seed, forget, and where its model and
     results lie."""
     config, out = tuned(config), {}
-    for index, label in enumerate(map(world_label, config.worlds)):
+    for label in map(world_label, config.worlds):
         d = world_dirs(artifacts, label)
-        for run in world_runs(config, index):
+        for run in config.unlearn.runs():
             out[f"{label}-{run.name}"] = {"world": label, "setting": run.setting, "method": run.label, "seed": run.config.seed,
                                           "forget": run.config.forget, "model_dir": str(d["models"] / "unlearned" / run.name),
                                           "results_dir": str(d["probes"] / run.name),

@@ -8,7 +8,7 @@ import pytest
 
 from lvlmu.probe.perturb import PERTURBATIONS, perturbed_loader
 from lvlmu.probe.store import ProbeStore, ResultsMismatch
-from lvlmu.probe.suite import METRICS, ProbeConfig, run_probes
+from lvlmu.probe.suite import METRICS, ProbeConfig, evaluation_scenes, run_probes
 
 CONFIG = ProbeConfig(batch_size=32, n_perturbed=3, perturbations=("flip", "grayscale"))
 
@@ -44,6 +44,20 @@ def test_every_metric_is_stored_with_samples_and_summary(probed, micro_world):
     utility = store.summary("utility")
     assert {"retain names", "retain facts", "forget facts by name", "visual QA", "POPE", "over-refusal"} <= set(utility)
     assert 0 <= utility["POPE"]["F1"] <= 1
+
+
+def test_utility_asks_about_the_first_scenes_alone(micro_world, micro_model_dir, tmp_path):
+    questions = micro_world.select("eval", role="scene")
+    scenes = list(dict.fromkeys(q["image_id"] for q in questions))
+    assert len(scenes) >= 2, "the micro world has several evaluation scenes"
+    first = evaluation_scenes(micro_world, 1)
+    assert first == [q for q in questions if q["image_id"] == scenes[0]] and len(first) < len(questions)
+    assert evaluation_scenes(micro_world, 0) == questions == evaluation_scenes(micro_world, len(scenes) + 5), "0, or more than there are: all"
+    store = run_probes(micro_model_dir, micro_world, tmp_path / "one-scene", replace(CONFIG, scenes=1, metrics=("utility",)), progress=False)
+    utility = store.summary("utility")
+    assert sum(utility[c]["answers"] for c in ("visual QA", "POPE") if c in utility) == len(first)
+    with pytest.raises(ValueError, match="scenes"):
+        ProbeConfig(scenes=-1)
 
 
 def test_a_rerun_reuses_every_stored_metric(probed, micro_world, micro_model_dir):

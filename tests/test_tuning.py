@@ -36,7 +36,7 @@ def test_a_variant_is_its_method_tuned_setting_pushed_by_a_fixed_factor():
 
 
 def test_siu_ablations_run_at_siu_tuned_single_image_setting_on_the_first_people():
-    grid = UnlearnGrid(methods=(), single_methods=("siu",), single_people=6, split_variants={},
+    grid = UnlearnGrid(methods=(), single_methods=("siu",), single_people=6, single_variant_people=4, split_variants={},
                        single_hyperparameters={"siu": {"learning_rate": 8e-4, "batch_size": 8}})
     ablations = [r for r in grid.runs() if r.label.startswith("siu-") and r.label != "siu-augmented" and r.setting == "single"]
     assert Counter(r.label for r in ablations) == {name: 4 for name in ("siu-renormalised", "siu-token-mask-only", "siu-vocabulary-mask-only",
@@ -162,15 +162,15 @@ def test_augmentation_is_an_ablation_for_every_single_image_method_at_its_tuned_
     from lvlmu.unlearn.grid import AUGMENT_SHIFT, NOT_AUGMENTED
     from lvlmu.unlearn.methods import METHODS
 
-    grid = UnlearnGrid(methods=(), single_methods=tuple(METHODS), single_people=6, split_variants={}, curve_methods=(),
+    grid = UnlearnGrid(methods=(), single_methods=tuple(METHODS), single_people=6, single_variant_people=2, split_variants={}, curve_methods=(),
                        single_hyperparameters={m: {"learning_rate": 1e-4 * (k + 1), "batch_size": 8} for k, m in enumerate(METHODS)})
     runs = grid.runs()
     plain = {r.config.method: r.config for r in runs if r.label == r.config.method and r.config.forget == "split:0"}
     augmented = [r for r in runs if r.label.endswith("-augmented")]
-    assert Counter(r.label for r in augmented) == {f"{m}-augmented": 4 for m in METHODS if m not in NOT_AUGMENTED}
+    assert Counter(r.label for r in augmented) == {f"{m}-augmented": 2 for m in METHODS if m not in NOT_AUGMENTED}
     assert "dpo" in NOT_AUGMENTED, "DPO's collator would augment its two answers' photographs apart"
     for run in augmented:
-        assert run.label == f"{run.config.method}-augmented" and run.config.augment_shift == AUGMENT_SHIFT and run.worlds == 1
+        assert run.label == f"{run.config.method}-augmented" and run.config.augment_shift == AUGMENT_SHIFT
         assert run.config.learning_rate == plain[run.config.method].learning_rate, "the method's own tuned setting"
     assert {r.config.augment_shift for r in runs if not r.label.endswith("-augmented")} == {0}, "no other run is augmented"
     # only the grid's own single-image methods, each paired with its plain runs; none when the grid says so

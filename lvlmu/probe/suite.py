@@ -23,7 +23,7 @@ from .likelihood import MIA_SCORES, identity_truth_ratios, membership_scores, mi
 from .perturb import PERTURBATIONS, perturbed_loader
 from .store import ProbeStore, model_key
 
-PROBE_VERSION = 8  # the probe driver's code, shared by every metric (see lvlmu.versions)
+PROBE_VERSION = 9  # the probe driver's code, shared by every metric (see lvlmu.versions)
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,12 @@ class ProbeConfig:
     # person (SIU's setting) is probed on that person; the other known people stay what they are.
     forget_people: tuple[str, ...] = ()
     chat_template: str = ""  # for a checkpoint whose processor has none: a Jinja string or a .jinja file
+    # The utility probe's visual QA and POPE: every question about the world's first `scenes` evaluation scenes (the
+    # world draws its scenes at random, so these are a random half of the default world's 100: 150 visual QA and 50
+    # POPE questions); 0: every evaluation scene. Half, not all, to fit the full study in its hour on two cores once
+    # no waste was left to cut (the scene questions were 60% of every run's utility answers); read on the study's
+    # last build, the base's visual QA was 58.4% on these 50 scenes and 60.9% on all 100, each method moving with it.
+    scenes: int = 50
 
     def __post_init__(self) -> None:
         for name in ("perturbations", "metrics", "forget_people"):  # lists, as JSON and papermill give them, become tuples
@@ -46,6 +52,8 @@ class ProbeConfig:
         unknown = [p for p in self.perturbations if p not in PERTURBATIONS]
         if unknown:
             raise ValueError(f"unknown perturbations {unknown}; the perturbations are {sorted(PERTURBATIONS)}")
+        if not isinstance(self.scenes, int) or self.scenes < 0:
+            raise ValueError(f"scenes={self.scenes!r}: give how many evaluation scenes to ask about (0: all of them)")
 
 
 @dataclass
@@ -238,7 +246,16 @@ def aftermath(ctx: ProbeContext) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-@metric("utility", version=4)
+def evaluation_scenes(world: World, scenes: int = 0) -> list[dict]:
+    """The questions about the world's first `scenes` evaluation scenes, in the world's order (0: every one)."""
+    questions = world.select("eval", role="scene")
+    if not scenes:
+        return questions
+    kept = set(list(dict.fromkeys(ex["image_id"] for ex in questions))[:scenes])
+    return [ex for ex in questions if ex["image_id"] in kept]
+
+
+@metric("utility", version=5)
 def utility(ctx: ProbeContext) -> tuple[list[dict], dict]:
     """What unlearning must not break: retain people, forget people's text-only facts, visual QA, POPE, over-refusal."""
     world = ctx.world
@@ -255,7 +272,7 @@ def utility(ctx: ProbeContext) -> tuple[list[dict], dict]:
         for fact in person.facts:
             asks.append(_ask(person, "", Q.fact_questions_by_name(fact)[0].format(name=person.name), "forget facts by name", "fact", fact))
     general = [{**ex, "condition": "visual QA" if ex["kind"] == "vqa" else "POPE", "fact": ""}
-               for ex in world.select("eval", role="scene")]
+               for ex in evaluation_scenes(world, ctx.config.scenes)]
     rows = ctx.answer(asks + general, desc="utility")
     for row in rows:
         person = world.people.get(row["person_id"])
