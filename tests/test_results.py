@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from lvlmu.probe.compare import HEADLINE, mean_ci, task_rates
-from lvlmu.unlearn.results import collect_runs, grid_shape, unlearning_targets
+from lvlmu.unlearn.results import collect_runs, grid_shape
 
 
 def test_mean_ci_matches_a_hand_computation():
@@ -45,19 +45,6 @@ def test_the_grid_shape_is_read_from_the_runs():
     two = pd.DataFrame([{**row, "world": w} for row in rows for w in ("w1", "w2")])
     assert grid_shape(two).startswith("This build, on 2 worlds: the forget split: 12 runs of 2 methods on 16 people")
     assert "4 runs of 1 method on 4 people, one at a time" in grid_shape(two)
-
-
-def test_the_expectations_read_the_measured_means():
-    rows = [run_row("split", "ga", s, **{"name leak: unseen images": 0.05, "degenerate": 0.8, "other": 0.2}) for s in (0, 1)]
-    rows += [run_row("split", "idk", s, **{"name leak: unseen images": 0.3, "refusal": 0.9, "retain names": 0.7}) for s in (0, 1)]
-    rows += [run_row("single", "siu", s, **{"name leak: unseen images": 0.0, "hallucinated": 0.9, "other": 0.1, "retain names": 0.95}) for s in (0, 1)]
-    table = unlearning_targets(pd.DataFrame(rows), base={"retain names": 1.0}).set_index(["run", "measure"])["holds"]
-    assert table[("ga, forget split", "name leak, unseen images")] and not table[("idk, forget split", "name leak, unseen images")]
-    assert not table[("idk, forget split", "retain names (base - 10 points)")]
-    assert table[("ga, forget split", "most frequent aftermath class")]
-    assert table[("idk, forget split", "highest refusal share of all methods")]
-    assert table[("siu, one person, one image", "most frequent aftermath class")]
-    assert table[("siu, one person, one image", "retain names (base - 10 points)")]
 
 
 def test_pubg_expectations_are_decided_on_intervals_against_every_baseline_and_the_oracle():
@@ -230,6 +217,9 @@ def test_the_steps_curve_joins_the_short_runs_to_the_grid_runs_on_the_same_peopl
     assert list(curve.index) == [2, 6, 30]
     assert curve.loc[30, "name leak: unseen images mean"] == pytest.approx(0.01)  # p2's 0.9 left out
     assert curve.loc[6, "name leak: unseen images low"] < 0.06 < curve.loc[6, "name leak: unseen images high"]
+    # the bands are cut to the range a share can take: the 30-step point's t interval would reach below 0
+    assert curve.loc[30, "name leak: unseen images low"] == 0.0
+    assert steps_curve(pd.DataFrame(rows), within=None).set_index("steps").loc[30, "name leak: unseen images low"] < 0
     base = {"name leak: unseen images": 0.97, "retain names": 0.98, "task: leak": 0.97}
     oracle = {"MIA AUC (LOSS)": 0.45, "visual MIA AUC (LOSS)": 0.45}
     assert claims_table(pd.DataFrame(rows), base, oracle).set_index("claim").loc["in a few steps (6)", "verdict"] == HOLDS

@@ -58,6 +58,9 @@ def test_both_notebooks_execute_and_the_book_builds(study_run):
     book, first = study_run
     assert first["jobs"] == {**{j: "ran" for j in EVERY_JOB}, **IDK}
     assert list(first["failed"]) == ["w1-split-idk-seed0", "w2-split-idk-seed0"]
+    # a job's log reads as lines: lvlmu's progress, no weight-loading bars from each model load
+    log = (book / "artifacts" / "logs" / "w1-grid-single-siu.log").read_text()
+    assert "[lvlmu] w1-grid-single-siu: run 1/" in log and "Loading weights" not in log
     assert "matches no linear module" in first["failed"]["w1-split-idk-seed0"]
     assert first["missing"] == ["w1-split-idk-seed0", "w2-split-idk-seed0"]
     for name in CHAPTERS:

@@ -23,7 +23,7 @@ from .likelihood import MIA_SCORES, identity_truth_ratios, membership_scores, mi
 from .perturb import PERTURBATIONS, perturbed_loader
 from .store import ProbeStore, model_key
 
-PROBE_VERSION = 9  # the probe driver's code, shared by every metric (see lvlmu.versions)
+PROBE_VERSION = 10  # the probe driver's code, shared by every metric (see lvlmu.versions)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The results of unlearning runs, gathered for comparison: one row per run, means with confidence intervals, and
-the figures the study expects of each method."""
+what each method's answers turned out to be."""
 from __future__ import annotations
 
 import json
@@ -10,6 +10,7 @@ import pandas as pd
 from ..probe.compare import answer_counts, answers_side_by_side, headline, paired_truth_ratios
 from ..probe.likelihood import forget_quality
 from ..probe.store import ProbeStore
+from ..report.intervals import SHARE, interval
 from ..world import World, load_world
 from .data import resolve_forget
 
@@ -80,11 +81,11 @@ def reference_headline(worlds: dict[str, dict], model: str) -> dict[str, float]:
 CURVE_MEASURES = ("name leak: unseen images", "retain names")
 
 
-def steps_curve(frame: pd.DataFrame, measures: tuple[str, ...] = CURVE_MEASURES) -> pd.DataFrame:
+def steps_curve(frame: pd.DataFrame, measures: tuple[str, ...] = CURVE_MEASURES, within: tuple[float, float] | None = SHARE) -> pd.DataFrame:
     """The steps curve: for each method of the "curve" runs and each step count, the mean of each measure with its 95%
-    interval (over worlds, lvlmu.report.intervals), one row per (method, steps). The last point is the grid's own
-    single-image runs of the same methods on the same people (world and person)."""
-    from ..report.intervals import interval
+    interval (over worlds, lvlmu.report.intervals) cut to `within`, the range the measures can take (shares by
+    default), one row per (method, steps). The last point is the grid's own single-image runs of the same methods on
+    the same people (world and person)."""
 
     curve = frame[frame["setting"] == "curve"] if not frame.empty else frame
     if curve.empty:
@@ -96,7 +97,7 @@ def steps_curve(frame: pd.DataFrame, measures: tuple[str, ...] = CURVE_MEASURES)
     for (method, steps), runs in pd.concat([curve, single]).groupby(["method", "steps"], sort=True):
         row = {"method": method, "steps": int(steps)}
         for m in measures:
-            estimate = interval(runs, m, ("world", "forget"))
+            estimate = interval(runs, m, ("world", "forget"), within=within)
             row |= {f"{m} mean": estimate.estimate, f"{m} low": estimate.low, f"{m} high": estimate.high}
         rows.append(row)
     return pd.DataFrame(rows)
@@ -106,40 +107,6 @@ def method_means(frame: pd.DataFrame, setting: str) -> pd.DataFrame:
     """Each method's mean over seeds (and people) in one setting, one row per method."""
     rows = frame[frame["setting"] == setting]
     return rows.groupby("method", sort=False).mean(numeric_only=True)
-
-
-def unlearning_targets(frame: pd.DataFrame, base: dict[str, float], leak_bound: float = 0.10, retain_drop: float = 0.10) -> pd.DataFrame:
-    """What the study expects of the methods, each with its bound, the measured mean and whether it holds.
-
-    `base` is the base model's headline figures (for the retain bound). Expected aftermaths follow the papers: GA
-    degenerates (its most frequent class, and that of each GA variant), IdK over-refuses (the highest refusal share
-    of all methods), SIU's invented name reads as a hallucination (its most frequent class)."""
-    rows = []
-    split, single = method_means(frame, "split"), method_means(frame, "single")
-    for method, m in split.iterrows():
-        leak = m["name leak: unseen images"]
-        rows.append((f"{method}, forget split", "name leak, unseen images", f"< {leak_bound:.0%}", leak, leak < leak_bound))
-        retain = m["retain names"]
-        rows.append((f"{method}, forget split", "retain names (base - 10 points)", f"≥ {base['retain names'] - retain_drop:.0%}",
-                     retain, retain >= base["retain names"] - retain_drop))
-    if "siu" in single.index:
-        m = single.loc["siu"]
-        for measure in ("name leak: unseen images", "name leak: held-out paraphrases"):
-            rows.append(("siu, one person, one image", measure.replace(":", ","), f"≤ {leak_bound:.0%}", m[measure], m[measure] <= leak_bound))
-        rows.append(("siu, one person, one image", "retain names (base - 10 points)", f"≥ {base['retain names'] - retain_drop:.0%}",
-                     m["retain names"], m["retain names"] >= base["retain names"] - retain_drop))
-        top = m[list(AFTERMATH_CLASSES)].astype(float).idxmax()
-        rows.append(("siu, one person, one image", "most frequent aftermath class", "hallucinated", top, top == "hallucinated"))
-    for method, m in split.iterrows():  # GA and its variants at other learning rates ("ga-x4")
-        if method == "ga" or method.startswith("ga-"):
-            top = m[list(AFTERMATH_CLASSES)].astype(float).idxmax()
-            rows.append((f"{method}, forget split", "most frequent aftermath class", "degenerate", f"{top} ({m[top]:.0%})", top == "degenerate"))
-    if "idk" in split.index and len(split) > 1:
-        top = split["refusal"].astype(float).idxmax()
-        rows.append(("idk, forget split", "highest refusal share of all methods", "idk", f"{top} ({split.loc[top, 'refusal']:.0%})", top == "idk"))
-    table = pd.DataFrame(rows, columns=["run", "measure", "expected", "measured", "holds"])
-    table["measured"] = [f"{v:.1%}" if isinstance(v, float) else v for v in table["measured"]]
-    return table
 
 
 def aftermath_findings(frame: pd.DataFrame) -> str:
