@@ -14,8 +14,10 @@ edits cost on the built study:
 
 Prints the wall times and their ratios to the targets, the CPU capability the models were trained with (from their
 manifests), each job's time by kind, and for each edit the jobs that ran, the models that trained and the wall time;
-records them (with the commit and the machine's cores) in benchmarks/results/pipeline-<profile>[-avx2].json. The
-clone stays in --workdir for inspection.
+records them (with the commit and the machine's cores) in benchmarks/results/pipeline-<profile>[-avx2].json, the
+file's earlier records kept under "previous" (newest first). Machines of one kind differ in speed, so each record
+also keeps the seconds its pretraining jobs took: the same work in every build until the pretraining recipe changes,
+they say how fast the machine ran. The clone stays in --workdir for inspection.
 """
 from __future__ import annotations
 
@@ -57,6 +59,21 @@ def job_seconds_by_kind(done: dict[str, dict]) -> dict[str, int]:
         kind = record["kind"] if record["kind"] != "grid" else f"grid, {name.split('-grid-')[1].split('-')[0]}"  # w1-grid-split-ga
         groups[kind] = groups.get(kind, 0.0) + record["wall_seconds"]
     return {k: round(v) for k, v in groups.items()}
+
+
+def pretrain_seconds(done: dict[str, dict]) -> list[float]:
+    """Each pretraining job's seconds, sorted: the machine's speed, as builds of other commits can compare it."""
+    return sorted(round(r["wall_seconds"], 1) for r in done.values() if r["kind"] == "pretrain")
+
+
+def earlier_records(path: Path) -> list[dict]:
+    """The records `path` holds (its own, then its "previous" ones), newest first, each without job-level detail."""
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    before = old.pop("previous", [])
+    summary = {k: v for k, v in old.items() if k not in ("job_seconds", "runtime")}
+    return [summary, *(before if isinstance(before, list) else [before])]
 
 
 def jobs_ran(log: Path) -> dict[str, int]:
@@ -132,15 +149,17 @@ def main() -> None:
               "unchanged_rerun_seconds": round(second), "unchanged_rerun_target_seconds": second_target,
               "first_run_jobs": jobs_ran(workdir / "first.log"), "rerun_jobs": jobs_ran(workdir / "second.log"),
               "emulated_avx2": args.emulate_avx2, "runtime": runtime, "job_seconds_by_kind": job_seconds_by_kind(done),
-              "job_seconds": {n: round(r["wall_seconds"], 1) for n, r in done.items()}}
+              "pretrain_seconds": pretrain_seconds(done), "job_seconds": {n: round(r["wall_seconds"], 1) for n, r in done.items()}}
     print(f"profile {args.profile}, {os.cpu_count()} cores, commit {commit[:10]}, CPU capability {runtime.get('cpu_capability')}"
           f"{' (AVX2 emulated)' if args.emulate_avx2 else ''}, precision {runtime.get('precision')}")
     print(f"fresh clone, make study: {first / 60:.1f} min = {first / first_target:.2f} of the {first_target // 60} min target")
     print(f"unchanged rerun:         {second:.0f} s = {second / second_target:.2f} of the {second_target} s target")
     print(f"jobs, first run: {record['first_run_jobs']}; rerun: {record['rerun_jobs']}")
     print("job seconds by kind (summed over both cores): " + ", ".join(f"{k} {v}" for k, v in record["job_seconds_by_kind"].items()))
+    print(f"pretraining, the machine's speed: {', '.join(map(str, record['pretrain_seconds']))} s a model")
     out = REPO / "benchmarks" / "results" / f"pipeline-{args.profile}{'-avx2' if args.emulate_avx2 else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    record["previous"] = earlier_records(out)
     out.write_text(json.dumps(record, indent=1) + "\n")  # written now, and again after each edit: a failed edit loses nothing
     if not args.no_edits:
         record["edits"] = {}
