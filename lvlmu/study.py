@@ -232,6 +232,12 @@ CHAPTER_TITLES = {"rerun": "Re-running and adapting the study", "pubg": "PUBG ag
 PRIORITY = {"gate": 3, "second oracle": 2, "split grid": 2, "attack": 2, "single variants": 2, "single grid": 1, "curve grid": 1}
 
 
+def grid_priority(run: UnlearnRun) -> int:
+    """A grid job's priority, by its runs' kind (a job holds runs of one kind: batch_name)."""
+    variant = run.setting == "single" and run.label != run.config.method
+    return PRIORITY["single variants" if variant else f"{run.setting} grid"]
+
+
 def jobs(config: StudyConfig, artifacts: Path, book_dir: Path, only: str | None = None) -> dict[str, Job]:
     """Every job of the study, by name; paths relative to `book_dir`, where the jobs run. `only` (a method) keeps
     the grid runs of that method alone (in the jobs that hold them); the chapters then read whatever results the other
@@ -357,8 +363,7 @@ def world_jobs(config: StudyConfig, seed: int, d: dict[str, Path], vision_dir: P
                        {"world_dir": str(world_dir), "base_dir": str(base_dir), "oracle_dir": str(oracle_dir),
                         "reference_results_dir": str(probes), "probe_config": probe_parameters, "runs": specs},
                        needs=(n("world"), n("base"), n("oracle"), n("probe-base"), n("probe-oracle"), *references),
-                       threads=config.unlearn.threads, gpu=True, priority=PRIORITY["single variants" if runs[0].setting == "single" and runs[0].label != runs[0].config.method
-                                                                    else f"{runs[0].setting} grid"]))
+                       threads=config.unlearn.threads, gpu=True, priority=grid_priority(runs[0])))
     return out
 
 
