@@ -24,7 +24,6 @@ KERNEL_NAME = "lvlmu"
 def run_task(name: str, artifacts: Path, key: str, fresh: bool = False, kernel: str | None = None) -> dict:
     """Run the job `name` of the plan file (lvlmu.job: what the Snakefile planned, the study's or the tuning's) in the
     current directory (the book's); returns its done-record."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # the log is no terminal: no weight-loading bars
     book_dir = Path.cwd()
     job = read_job(artifacts, name, key)
     started = time.time()
