@@ -227,8 +227,8 @@ CHAPTER_TITLES = {"rerun": "Re-running and adapting the study", "pubg": "PUBG ag
 # its whole ~15 minutes at the end of the full study while the other core idled). The forget split's grid and the
 # attacks go before the single-image grid: each world's split attack (the longest job after pretraining, waiting on
 # that world's whole split grid) otherwise ran at the very end beside the chapters, and the single-image grid's many
-# shorter jobs fill the cores evenly instead; the first world's single-image variants (a long job of each kind) start
-# early for the same reason; the chapters come last.
+# shorter jobs fill the cores evenly instead; the single-image variants' jobs (long ones when the variants ran on four
+# people of a world) start early for the same reason; the chapters come last.
 PRIORITY = {"gate": 3, "second oracle": 2, "split grid": 2, "attack": 2, "single variants": 2, "single grid": 1, "curve grid": 1}
 
 

@@ -68,7 +68,7 @@ class UnlearnGrid:
     single_variants: dict[str, dict] = field(default_factory=lambda: dict(SINGLE_VARIANTS))
     # The variants (SIU's ablations, augmentation) run on each world's first `single_variant_people` forget people, as
     # the steps curve does: one each, since the world is the unit of replication. (Four each, with augmentation on the
-    # first world alone, cost the full study about 3.5 minutes more than its hour on two cores allowed.)
+    # first world alone, took about 380 job-seconds more: some 3 minutes of the full study on two cores.)
     single_variant_people: int = 1
     augmented: bool = True  # each single-image method (but NOT_AUGMENTED) again with augmentation: "<method>-augmented"
     # The steps curve (setting "curve"): these methods in the single-image setting, on each world's first
