@@ -67,13 +67,13 @@ def pretrain_seconds(done: dict[str, dict]) -> list[float]:
 
 
 def earlier_records(path: Path) -> list[dict]:
-    """The records `path` holds (its own, then its "previous" ones), newest first, each without job-level detail."""
+    """The records `path` holds (its own, then its "previous" ones), newest first: each job's seconds included, so that a
+    schedule can be simulated on an earlier build's times."""
     if not path.exists():
         return []
     old = json.loads(path.read_text())
     before = old.pop("previous", [])
-    summary = {k: v for k, v in old.items() if k not in ("job_seconds", "runtime")}
-    return [summary, *(before if isinstance(before, list) else [before])]
+    return [old, *(before if isinstance(before, list) else [before])]
 
 
 def jobs_ran(log: Path) -> dict[str, int]:
