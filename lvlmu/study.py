@@ -148,8 +148,9 @@ def relative(path: Path, root: Path) -> Path:
 def grid_batches(config: StudyConfig) -> dict[str, list[tuple[str, UnlearnRun]]]:
     """The grid's runs by job, each with its world's label: one job per run, or batched (batch_name)."""
     batches: dict[str, list[tuple[str, UnlearnRun]]] = {}
+    runs = config.unlearn.runs()  # every world runs the whole grid
     for label in map(world_label, config.worlds):
-        for run in config.unlearn.runs():  # every world runs the whole grid
+        for run in runs:
             name = run.name if config.grid_jobs == "run" else batch_name(run, config.unlearn)
             batches.setdefault(f"{label}-grid-{name}", []).append((label, run))
     return batches
@@ -187,9 +188,10 @@ def grid_runs(config: StudyConfig, artifacts: Path) -> dict[str, dict]:
     """Each run of the grid as the chapters read it: its world, setting, method, seed, forget, and where its model and
     results lie."""
     config, out = tuned(config), {}
+    runs = config.unlearn.runs()
     for label in map(world_label, config.worlds):
         d = world_dirs(artifacts, label)
-        for run in config.unlearn.runs():
+        for run in runs:
             out[f"{label}-{run.name}"] = {"world": label, "setting": run.setting, "method": run.label, "seed": run.config.seed,
                                           "forget": run.config.forget, "model_dir": str(d["models"] / "unlearned" / run.name),
                                           "results_dir": str(d["probes"] / run.name),

@@ -13,7 +13,7 @@ import math
 
 import pandas as pd
 
-from .intervals import FAILS, HOLDS, INCONCLUSIVE, SHARE, Interval, difference, interval, verdict
+from .intervals import FAILS, HOLDS, INCONCLUSIVE, SHARE, SHARE_DIFFERENCE, Interval, difference, interval, verdict
 
 UNMEASURED = "not measured"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, UNMEASURED)
@@ -64,7 +64,6 @@ CRITERIA = {  # what each claim must show, as the claims page prints it
 }
 LEVEL_NAMES = {"world": "worlds", "forget": "people", "seed": "seeds"}
 POSITIVE = (0.0, math.inf)  # a perplexity, or a ratio of two
-SHARE_DIFFERENCE = (-1.0, 1.0)  # one share less another
 
 
 def paired_oracle(frame: pd.DataFrame, setting: str) -> dict[str, float]:

@@ -113,6 +113,14 @@ def interval(frame: pd.DataFrame, value: str, levels: tuple[str, ...] = LEVELS, 
     return Interval(estimate, low, high, se, level, n, confidence)
 
 
+def difference_range(within: tuple[float, float]) -> tuple[float, float]:
+    """The range a difference of two values in `within` can take."""
+    return within[0] - within[1], within[1] - within[0]
+
+
+SHARE_DIFFERENCE = difference_range(SHARE)  # one share less another
+
+
 def difference(frame: pd.DataFrame, value: str, first: str, second: str, by: str = "method", levels: tuple[str, ...] = LEVELS,
                confidence: float = 0.95, within: tuple[float, float] | None = None) -> Interval:
     """`first` minus `second` (values of column `by`), paired within each cell (the same world and person), with the
@@ -123,8 +131,7 @@ def difference(frame: pd.DataFrame, value: str, first: str, second: str, by: str
     if first not in cells.columns or second not in cells.columns:
         return interval(pd.DataFrame(), value, levels, confidence)
     paired = (cells[first] - cells[second]).dropna().rename(value).reset_index()
-    spread = None if within is None else (within[0] - within[1], within[1] - within[0])
-    return interval(paired, value, levels, confidence, within=spread)
+    return interval(paired, value, levels, confidence, within=None if within is None else difference_range(within))
 
 
 def verdict(estimate: Interval, bound: float, direction: str) -> str:
