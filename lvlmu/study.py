@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import get_type_hints
@@ -22,7 +23,7 @@ from .probe.suite import ProbeConfig, probe_key, study_probe_config
 from .unlearn.grid import UnlearnGrid, UnlearnRun
 from .unlearn.run import unlearn_key
 from .unlearn.tuning import PROBES as TUNING_PROBES, SETTINGS_FILE, TuningPlan, load_settings, nearest_to_oracle
-from .versions import result_key, units
+from .versions import changed_since, result_key, units, versions
 from .vision import VisionPretrainConfig, vision_key
 from .world import WorldConfig
 from .world.build import world_key
@@ -81,10 +82,33 @@ class StudyConfig:
         return replace(self.world, seed=seed)
 
 
+# The code a tuned choice depends on besides each method's own (`method:<name>`), as the settings file records it.
+CHOICE_UNITS = ("training", "unlearn", "tuning", "metric:privacy")
+
+
+class StaleSettingsWarning(UserWarning):
+    """A tuned setting was chosen with code whose declared version has changed since."""
+
+
+def choice_versions(methods) -> dict[str, int]:
+    """The declared versions of the code that a tuned choice of `methods` depends on (lvlmu.versions)."""
+    return versions((*CHOICE_UNITS, *(f"method:{m}" for m in methods)))
+
+
+def stale_choices(path: Path, methods) -> list[str]:
+    """What changed since the settings file at `path` chose the settings of `methods`, one line per unit; one line
+    saying so for a file that records no versions."""
+    recorded = json.loads(path.read_text()).get("versions")
+    if not recorded:
+        return ["the file records no code versions"]
+    return changed_since(recorded, [*CHOICE_UNITS, *(f"method:{m}" for m in methods)])
+
+
 def tuned(config: StudyConfig) -> StudyConfig:
     """The study with each method's tuned settings in its grid (lvlmu.unlearn.tuning), under the grid's own where it
     gives some; the same study again when it has no settings file. Stops, naming what is wrong, when the file is
-    missing, lacks a method of the grid, or was tuned on a reporting world."""
+    missing, lacks a method of the grid, or was tuned on a reporting world; warns, naming what changed, when code a
+    choice depends on has a new version since the tuning (the study still runs with it)."""
     if config.settings is None:
         return config
     grid = config.unlearn
@@ -94,6 +118,10 @@ def tuned(config: StudyConfig) -> StudyConfig:
         if grid.curve_methods and config.settings_path().exists() else dict.fromkeys(grid.curve_methods)
     single_methods = dict.fromkeys([*grid.single_methods, *(v["method"] for v in grid.single_variants.values()), *curve])
     chosen = load_settings(config.settings_path(), {"split": tuple(split_methods), "single": tuple(single_methods)}, config.worlds)
+    stale = stale_choices(config.settings_path(), sorted({*split_methods, *single_methods}))
+    if stale:
+        warnings.warn(f"{config.settings} chose the settings with older code ({'; '.join(stale)}); the study runs with them: "
+                      "run `make tune` so that every setting comes from the code it runs with", StaleSettingsWarning, stacklevel=2)
     merged = {setting: {m: {**chosen[setting].get(m, {}), **own.get(m, {})} for m in dict.fromkeys([*chosen[setting], *own])}
               for setting, own in (("split", grid.split_hyperparameters), ("single", grid.single_hyperparameters))}
     # The curve's baselines are added once: the study read again adds none (they are no longer among the candidates).

@@ -157,12 +157,14 @@ def _select(job: Job, book_dir: Path, fresh: bool, kernel) -> None:
     import subprocess
 
     from .io import write_json
+    from .study import choice_versions
     from .unlearn.tuning import TuningPlan, settings_markdown, tune
 
     spec = job.spec
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True).stdout.strip() or "unknown"
     record = tune(spec["runs"], spec["worlds"], TuningPlan(**spec["plan"]), spec["tuning_world"], commit,
                   datetime.date.today().isoformat())
+    record["versions"] = choice_versions(sorted({m for chosen in record["chosen"].values() for m in chosen}))  # read by study.tuned
     out = Path(spec["out"])
     write_json(out, record)
     out.with_suffix(".md").write_text(settings_markdown(record))

@@ -111,6 +111,13 @@ def versions(names: Iterable[str]) -> dict[str, int]:
     return out
 
 
+def changed_since(before: dict[str, int], names: Iterable[str]) -> list[str]:
+    """What changed among the named units since `before` ({unit: version}, as `versions` gave it then): one line
+    ("method:npo version 1, now 2") for each unit whose declared version is not the one recorded."""
+    return [f"{unit} version {before.get(unit, 'none')}, now {version}" for unit, version in versions(names).items()
+            if before.get(unit) != version]
+
+
 def jsonable(config) -> object:
     """A config as its key sees it: a dataclass's fields, as JSON types (tuples become lists)."""
     return json.loads(json.dumps(asdict(config) if is_dataclass(config) else config))

@@ -1,5 +1,6 @@
 """Tuning apart from reporting: one budget, one selection rule, a settings file the study checks."""
 import json
+import warnings
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lvlmu.study import StudyConfig, tuned
+from lvlmu.study import StaleSettingsWarning, StudyConfig, choice_versions, tuned
 from lvlmu.unlearn.grid import UnlearnGrid
 from lvlmu.unlearn.tuning import LEAK, RETAIN, TuningPlan, choose, load_settings, pareto_front, select, settings_markdown, settings_record
 
@@ -96,7 +97,7 @@ def test_the_study_reads_its_settings_under_the_grid_own_and_names_what_the_file
     chosen = {"split": {"ga": {"learning_rate": 8e-4, "batch_size": 32}, "npo": {"learning_rate": 4e-4, "batch_size": 32}},
               "single": {"ga": {"learning_rate": 2e-4, "batch_size": 8}}}
     table = [{"setting": "single", "method": m, "chosen": True, "distance to the oracle": d} for m, d in (("ga", 0.3), ("npo", 0.1), ("kl", 0.2))]
-    path.write_text(json.dumps({"tuning_world": {"seed": 0}, "chosen": chosen, "table": table}))
+    path.write_text(json.dumps({"tuning_world": {"seed": 0}, "chosen": chosen, "table": table, "versions": choice_versions(["ga", "kl", "npo", "siu"])}))
     grid = UnlearnGrid(methods=("ga", "npo"), single_methods=("ga",), single_people=1, split_variants={}, single_variants={}, curve_methods=(),
                        split_hyperparameters={"npo": {"learning_rate": 1e-4}})
     study = tuned(StudyConfig(unlearn=grid, settings=str(path)))
@@ -107,13 +108,35 @@ def test_the_study_reads_its_settings_under_the_grid_own_and_names_what_the_file
     # the steps curve follows the baselines nearest the oracle on the tuning world (here the single-image setting's ga)
     two = replace(grid, single_methods=("ga", "kl"), curve_methods=("siu",), curve_baselines=1)
     chosen["single"] |= {"kl": {"learning_rate": 1e-4, "batch_size": 8}, "siu": {"learning_rate": 8e-4, "batch_size": 8}}
-    path.write_text(json.dumps({"tuning_world": {"seed": 0}, "chosen": chosen, "table": table}))
+    path.write_text(json.dumps({"tuning_world": {"seed": 0}, "chosen": chosen, "table": table, "versions": choice_versions(["ga", "kl", "npo", "siu"])}))
     assert tuned(StudyConfig(unlearn=two, settings=str(path))).unlearn.curve_methods == ("siu", "kl")  # kl (0.2) nearer than ga (0.3)
     assert tuned(StudyConfig(unlearn=replace(two, curve_methods=()), settings=str(path))).unlearn.curve_methods == ()  # no curve, no baselines
     with pytest.raises(ValueError, match="no tuned setting for split: kl"):
         tuned(StudyConfig(unlearn=replace(grid, methods=("ga", "kl")), settings=str(path)))
     with pytest.raises(ValueError, match="tuned on world seed 0, which is a reporting world"):
         tuned(StudyConfig(unlearn=grid, settings=str(path), worlds=(0,), world=replace(StudyConfig().world, seed=9)))
+
+
+def test_settings_chosen_with_older_code_warn_naming_what_changed(tmp_path):
+    path = tmp_path / "tuned.json"
+    record = {"tuning_world": {"seed": 0}, "chosen": {"split": {m: {"learning_rate": 1e-4, "batch_size": 32} for m in ("ga", "npo")}}}
+    grid = UnlearnGrid(methods=("ga", "npo"), single_methods=(), split_variants={}, single_variants={}, curve_methods=())
+    path.write_text(json.dumps({**record, "versions": choice_versions(["ga", "npo"])}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tuned(StudyConfig(unlearn=grid, settings=str(path)))
+    npo = choice_versions(["npo"])["method:npo"]
+    path.write_text(json.dumps({**record, "versions": choice_versions(["ga", "npo"]) | {"method:npo": npo - 1}}))
+    with pytest.warns(StaleSettingsWarning, match=f"method:npo version {npo - 1}, now {npo}") as caught:
+        study = tuned(StudyConfig(unlearn=grid, settings=str(path)))
+    assert "method:ga" not in str(caught[0].message)
+    assert {r.config.learning_rate for r in study.unlearn.runs()} == {1e-4}  # the settings are still read
+    with warnings.catch_warnings():  # a study without NPO is not concerned
+        warnings.simplefilter("error")
+        tuned(StudyConfig(unlearn=replace(grid, methods=("ga",)), settings=str(path)))
+    path.write_text(json.dumps(record))
+    with pytest.warns(StaleSettingsWarning, match="records no code versions"):
+        tuned(StudyConfig(unlearn=replace(grid, methods=("ga",)), settings=str(path)))
 
 
 def test_make_tune_runs_every_candidate_on_the_tuning_world_and_writes_the_settings_the_study_reads(tmp_path):
@@ -138,6 +161,7 @@ def test_make_tune_runs_every_candidate_on_the_tuning_world_and_writes_the_setti
     assert record["tuning_world"]["seed"] == 3 and len(record["table"]) == 4  # 2 rates x (split ga, single siu)
     assert record["chosen"]["split"]["ga"]["learning_rate"] in (1e-4, 3e-3) and record["chosen"]["single"]["siu"]["batch_size"] == 4
     assert "**chosen**" in settings.with_suffix(".md").read_text()
+    assert record["versions"] == choice_versions(["ga", "siu"])  # what the choice was made with, which the study checks
     # the study reads the choice: its runs use the chosen settings
     plan = jobs(study, book / "artifacts", book)
     configs = {run["name"]: run["config"] for job in plan.values() if job.kind == "grid" for run in job.spec["runs"]}
