@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
 from lvlmu.attack.lens import lens_identification, lens_logprobs
 from lvlmu.attack.quantize import quantized
@@ -134,23 +135,33 @@ def test_the_relearning_rate_is_the_models_own_unless_given(micro_world, micro_m
 
 
 def test_excess_recovery_is_paired_within_world_and_person_by_hand():
-    """Two worlds, two people each: the method's and the oracle's name leak after 20 steps (and a step that must be
-    ignored). Paired differences: world 1: (0.5 - 0.25, 1.0 - 0.5) -> mean 0.375; world 2: (0.25 - 0.25, 0.75 - 0.25)
-    -> 0.25. Over worlds: mean 0.3125, standard error 0.0625, t(0.975, 1) = 12.706: the t interval reaches
-    0.3125 + 0.794 = 1.107 above, cut to 1 (one leak rate less another is at most 1)."""
-    leaks = {(1, "a"): (0.5, 0.25), (1, "b"): (1.0, 0.5), (2, "c"): (0.25, 0.25), (2, "d"): (0.75, 0.25)}
+    """Two worlds, two people each, four unseen photographs a person: the method's and the oracle's name leaks after
+    20 steps (and a step and a kind that must be ignored). Paired differences: world 1: (2/4 - 1/4, 4/4 - 2/4) -> mean
+    0.375; world 2: (1/4 - 1/4, 3/4 - 1/4) -> 0.25. Over worlds: mean 0.3125, standard error 0.0625, t(0.975, 1) =
+    12.706: the t interval is 0.3125 -+ 0.794, cut to at most 1 (one leak rate less another is at most 1). The pooled
+    difference (10 of 16 less 5 of 16, Newcombe's hybrid on the exact intervals) is narrower, so the t interval stands,
+    and the standard error is the larger one the pooled interval implies."""
+    leaks = {(1, "a"): (2, 1), (1, "b"): (4, 2), (2, "c"): (1, 1), (2, "d"): (3, 1)}  # leaking photographs of 4
     frames = []
-    for (world, person), values in leaks.items():
-        for method, value in zip(("siu", "oracle"), values):
-            samples = [{"person_id": person, "kind": "name", "step": 20, "leak": value},
-                       {"person_id": person, "kind": "name", "step": 5, "leak": 1.0},
-                       {"person_id": person, "kind": "fact by name", "step": 20, "leak": 1.0}]
+    for (world, person), counts in leaks.items():
+        for method, count in zip(("siu", "oracle"), counts):
+            samples = [{"person_id": person, "kind": "name", "step": 20, "leak": k < count} for k in range(4)]
+            samples += [{"person_id": person, "kind": "name", "step": 5, "leak": True},
+                        {"person_id": person, "kind": "fact by name", "step": 20, "leak": True}]
             frames.append(attack_frame(samples, "relearn_named_photo", world=world, method=method))
     frame = pd.concat(frames)
     excess = excess_recovery(frame, "siu", "relearn_named_photo", 20)
     assert excess.estimate == pytest.approx(0.3125) and excess.level == "world" and excess.clusters == 2
-    assert excess.standard_error == pytest.approx(0.0625)
     assert excess.estimate - excess.low == pytest.approx(12.706 * 0.0625, rel=1e-3) and excess.high == 1.0
+
+    def exact(k, n):  # Clopper-Pearson from the beta quantiles
+        return stats.beta.ppf(0.025, k, n - k + 1), stats.beta.ppf(0.975, k + 1, n - k)
+
+    (low1, high1), (low2, high2) = exact(10, 16), exact(5, 16)
+    pooled_low = 10 / 16 - 5 / 16 - math.hypot(10 / 16 - low1, high2 - 5 / 16)
+    pooled_high = 10 / 16 - 5 / 16 + math.hypot(high1 - 10 / 16, 5 / 16 - low2)
+    assert excess.low < pooled_low and pooled_high < 1.0
+    assert excess.standard_error == pytest.approx(max(0.3125 - pooled_low, pooled_high - 0.3125) / 1.959964, rel=1e-4)
     with pytest.raises(ValueError, match="no leak rows"):
         attack_frame([], "logit_lens")
 
@@ -174,15 +185,19 @@ def test_the_command_attacks_a_model_against_a_reference(micro_world, micro_mode
     assert not math.isnan(json.loads((tmp_path / "base" / "model" / "summary.json").read_text())["metrics"]["logit_lens"]["summary"]["chance"])
 
 
-def synthetic_attacks(siu_benign: float) -> pd.DataFrame:
-    """Three worlds, one single-image person each: the oracle leaks 10% after 20 benign steps and with int4 weights,
-    the base 90%, SIU `siu_benign` (plus a world-to-world spread of 1 point) and 10% with int4."""
+def synthetic_attacks(siu_benign: float, photographs: int = 100) -> pd.DataFrame:
+    """Three worlds, one single-image person each with `photographs` answers (one a photograph, leaking or not): the
+    oracle leaks 10% after 20 benign steps and with int4 weights, the base 90%, SIU `siu_benign` (plus a world-to-world
+    spread of 1 point) and 10% with int4. So many answers a side make the pooled floor narrower than 10 points."""
     frames = []
     for world in (1, 2, 3):
         for method, benign, int4 in (("oracle", 0.1, 0.1), ("base", 0.9, 0.9), ("siu", siu_benign + (world - 2) * 0.01, 0.1)):
             person = f"w{world}p0"
-            relearn = [{"person_id": person, "kind": "name", "step": s, "leak": (benign if s == 20 else 0.0)} for s in (0, 20)]
-            weights = [{"person_id": person, "kind": "name", "weights": w, "leak": (int4 if w == "int4" else 0.0)} for w in ("full precision", "int4")]
+            leaking = lambda rate, k: k < round(rate * photographs)  # the first round(rate x n) photographs leak
+            relearn = [{"person_id": person, "kind": "name", "step": s, "leak": s == 20 and leaking(benign, k)}
+                       for s in (0, 20) for k in range(photographs)]
+            weights = [{"person_id": person, "kind": "name", "weights": w, "leak": w == "int4" and leaking(int4, k)}
+                       for w in ("full precision", "int4") for k in range(photographs)]
             labels = {"world": world, "method": method, "setting": "single"}
             frames += [attack_frame(relearn, "relearn_benign", **labels), attack_frame(weights, "quantization", **labels)]
     return pd.concat(frames, ignore_index=True)
@@ -205,6 +220,8 @@ def test_the_chapter_and_the_claims_read_the_excess_over_the_oracle(siu_benign, 
     assert siu["verdict"] == verdict and "SIU forgets rather than hides" in siu["claim"] and "int4 weights" in siu["measured here"]
     assert pubg["verdict"] == "not measured"  # no attacked PUBG run on the forget split
     assert attack_claims(None)[0]["verdict"] == "not measured"
+    if verdict == "holds":  # on 4 photographs a person, 12 answers a side cannot show a difference under 10 points
+        assert attack_claims(synthetic_attacks(siu_benign, photographs=4))[0]["verdict"] == "inconclusive"
 
 
 def test_a_concept_folder_without_unseen_images_or_scenes_says_what_it_used(micro_world, micro_model_dir, tmp_path):

@@ -115,6 +115,28 @@ def test_a_rate_without_spread_keeps_the_exact_binomial_interval_of_its_answers(
     assert interval(spread, "leak", answers="answers").high == pytest.approx(interval(spread, "leak").high)
 
 
+def test_a_difference_of_rates_without_spread_keeps_the_pooled_difference_of_its_answers():
+    """Newcombe's hybrid on exact intervals, by hand. 0 of 12 answers on each side (4 a world, 3 worlds): each side's
+    exact interval is [0, u], u = 1 - 0.025^(1/12) = 26.5%, so the difference is 0 +- sqrt(0 + u^2) = [-u, u]; 12 of
+    12 against 0 of 12: 100% - sqrt((1 - (1 - u))^2 + u^2) = 1 - u sqrt(2), cut to at most 100%."""
+    u = 1 - 0.025 ** (1 / 12)
+    rows = lambda method, leak: [{"world": w, "person": "p0", "method": method, "leak": leak, "answers": 4} for w in ("w0", "w1", "w2")]
+    both_zero = pd.DataFrame(rows("a", 0.0) + rows("oracle", 0.0))
+    assert (difference(both_zero, "leak", "a", "oracle").low, difference(both_zero, "leak", "a", "oracle").high) == (0.0, 0.0)
+    floored = difference(both_zero, "leak", "a", "oracle", within=SHARE, answers="answers")
+    assert floored.low == pytest.approx(-u, rel=1e-6) and floored.high == pytest.approx(u, rel=1e-6) and floored.estimate == 0.0
+    assert verdict(floored, 0.10, "below") == INCONCLUSIVE  # 12 answers a side cannot show a difference under 10 points
+    apart = difference(pd.DataFrame(rows("a", 1.0) + rows("oracle", 0.0)), "leak", "a", "oracle", within=SHARE, answers="answers")
+    assert apart.low == pytest.approx(1 - u * math.sqrt(2), rel=1e-6) and apart.high == 1.0 and apart.estimate == 1.0
+    # Only the paired cells count: a world the oracle lacks adds no answers (here 12 leaks that would move the pooled rate).
+    extra = pd.DataFrame(rows("a", 0.0) + rows("oracle", 0.0) + [{"world": "w3", "person": "p0", "method": "a", "leak": 1.0, "answers": 12}])
+    assert difference(extra, "leak", "a", "oracle", answers="answers").high == pytest.approx(u, rel=1e-6)
+    # With spread between worlds, the t interval is the wider one and is kept.
+    spread = pd.DataFrame(rows("a", 0.0) + rows("oracle", 0.0)).assign(answers=200)
+    spread.loc[spread["method"] == "a", "leak"] = [0.0, 0.25, 0.5]
+    assert difference(spread, "leak", "a", "oracle", answers="answers").high == pytest.approx(difference(spread, "leak", "a", "oracle").high)
+
+
 def test_a_share_interval_is_cut_to_its_range_and_keeps_its_coverage_and_verdicts():
     # Three worlds at 0, 50% and 100%: t(2) gives 50% +- 124 points; a share lies in [0, 1], and so does the cut interval.
     frame = pd.DataFrame([{"world": f"w{k}", "person": "p0", "method": "a", "leak": v} for k, v in enumerate((0.0, 0.5, 1.0))])

@@ -31,10 +31,11 @@ def attack_frame(samples: list[dict], attack: str, **labels) -> pd.DataFrame:
 
 def excess_recovery(frame: pd.DataFrame, method: str, attack: str, at, kind: str = "name", reference: str = "oracle") -> Interval:
     """`method`'s leak minus `reference`'s after the same attack (`at`: its steps, or its weights for quantization),
-    paired within each world and person, with its interval."""
+    paired within each world and person, with its interval (containing the pooled difference's: each row is one
+    answer, lvlmu.report.intervals)."""
     axis = ATTACK_AXES[attack]
     chosen = frame[(frame["attack"] == attack) & (frame["kind"] == kind) & (frame[axis] == at)]
-    return difference(chosen, "leak", method, reference, within=SHARE)
+    return difference(chosen.assign(answers=1), "leak", method, reference, within=SHARE, answers="answers")
 
 
 def collect_attacks(runs: dict[str, dict], references: dict[str, dict[str, dict]]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:

@@ -224,7 +224,8 @@ def augmentation_table(frame: pd.DataFrame, measures: tuple[str, ...] = AUGMENTA
             continue
         row = {"method": method}
         for measure in measures:
-            row[f"{measure}: augmented - plain"] = described(difference(single, measure, f"{method}{AUGMENTED}", method, levels=LEVELS, within=within))
+            row[f"{measure}: augmented - plain"] = described(difference(single, measure, f"{method}{AUGMENTED}", method, levels=LEVELS,
+                                                                         within=within, answers=f"answers: {measure}"))
         rows.append(row)
     return pd.DataFrame(rows, columns=["method", *(f"{m}: augmented - plain" for m in measures)])
 

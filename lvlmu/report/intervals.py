@@ -23,12 +23,16 @@ range. The true mean lies in it, so the intersection covers it exactly as often 
 worlds, a t interval on shares can otherwise reach below 0 or above 100%, which no reader should have to discount.
 
 A difference between two methods is taken within each cell first (the same world and person), then averaged up the
-same levels: what the cells share (a world's base model, a person's photographs) cancels.
+same levels: what the cells share (a world's base model, a person's photographs) cancels. Where the rows count their
+answers, the difference's interval is widened in the same way, to contain the difference of the two sides' pooled
+answers with Newcombe's hybrid interval built on their exact intervals (it ignores the pairing, which only narrows a
+difference whose two sides go together): a method and the oracle that both leak 0 in every world do not differ by
+exactly [0, 0], nor do 12 leaks in 12 answers and 0 in 12 differ by exactly 100%.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -99,18 +103,54 @@ def interval(frame: pd.DataFrame, value: str, levels: tuple[str, ...] = LEVELS, 
     se = float(means.std(ddof=1) / math.sqrt(n))
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * se)
     low, high = estimate - half, estimate + half
+    result = Interval(estimate, low, high, se, level, n, confidence)
     if answers is not None and answers in frame.columns:
-        counted = frame.dropna(subset=[value, answers])
-        total = int(counted[answers].sum())
-        if total > 0:
-            pooled = stats.binomtest(int(round(float((counted[value] * counted[answers]).sum()))), total)
-            exact = pooled.proportion_ci(confidence_level=confidence, method="exact")
-            low, high = min(low, exact.low), max(high, exact.high)
-            # the error that interval implies, on its wider side (at a rate of 0 it has only one)
-            se = max(se, max(exact.high - estimate, estimate - exact.low) / stats.norm.ppf(0.5 + confidence / 2))
-    if within is not None:
-        low, high = max(low, within[0]), min(high, within[1])
-    return Interval(estimate, low, high, se, level, n, confidence)
+        pooled = pooled_answers(frame, value, answers)
+        if pooled[1] > 0:
+            result = widened(result, exact_interval(*pooled, confidence))
+    return cut(result, within)
+
+
+def pooled_answers(rows: pd.DataFrame, value: str, answers: str) -> tuple[int, int]:
+    """(hits, answers) over `rows`, where each row's rate `value` counts `answers` answers."""
+    counted = rows.dropna(subset=[value, answers])
+    return int(round(float((counted[value] * counted[answers]).sum()))), int(counted[answers].sum())
+
+
+def exact_interval(hits: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval of a rate of `hits` in `total` answers."""
+    from scipy import stats
+
+    exact = stats.binomtest(hits, total).proportion_ci(confidence_level=confidence, method="exact")
+    return float(exact.low), float(exact.high)
+
+
+def pooled_difference_interval(first: tuple[int, int], second: tuple[int, int], confidence: float = 0.95) -> tuple[float, float]:
+    """Newcombe's hybrid interval of the difference of two rates, each given as (hits, answers), on their exact
+    intervals: the difference less the root sum of squares of the two sides' distances to their far limits."""
+    (k1, n1), (k2, n2) = first, second
+    (low1, high1), (low2, high2) = exact_interval(k1, n1, confidence), exact_interval(k2, n2, confidence)
+    p1, p2 = k1 / n1, k2 / n2
+    return p1 - p2 - math.hypot(p1 - low1, high2 - p2), p1 - p2 + math.hypot(high1 - p1, p2 - low2)
+
+
+def widened(estimate: Interval, limits: tuple[float, float]) -> Interval:
+    """`estimate` widened to contain `limits`, its standard error to the one they imply on their wider side (at a
+    rate of 0 they have only one)."""
+    from scipy import stats
+
+    if not estimate.defined:
+        return estimate
+    low, high = min(estimate.low, limits[0]), max(estimate.high, limits[1])
+    implied = max(limits[1] - estimate.estimate, estimate.estimate - limits[0]) / stats.norm.ppf(0.5 + estimate.confidence / 2)
+    return replace(estimate, low=low, high=high, standard_error=max(estimate.standard_error, implied))
+
+
+def cut(estimate: Interval, within: tuple[float, float] | None) -> Interval:
+    """`estimate` with its interval intersected with `within` (None: as it is)."""
+    if within is None or not estimate.defined:
+        return estimate
+    return replace(estimate, low=max(estimate.low, within[0]), high=min(estimate.high, within[1]))
 
 
 def difference_range(within: tuple[float, float]) -> tuple[float, float]:
@@ -122,16 +162,25 @@ SHARE_DIFFERENCE = difference_range(SHARE)  # one share less another
 
 
 def difference(frame: pd.DataFrame, value: str, first: str, second: str, by: str = "method", levels: tuple[str, ...] = LEVELS,
-               confidence: float = 0.95, within: tuple[float, float] | None = None) -> Interval:
+               confidence: float = 0.95, within: tuple[float, float] | None = None, answers: str | None = None) -> Interval:
     """`first` minus `second` (values of column `by`), paired within each cell (the same world and person), with the
     interval of its mean; cells that only one of them has are left out. `within`: the range of `value` (SHARE for a
-    rate); the difference's interval is cut to the range a difference can take (-1 to 1 for a rate)."""
+    rate); the difference's interval is cut to the range a difference can take (-1 to 1 for a rate). `answers` names
+    a column holding how many answers each row's rate counts: the interval then contains the pooled difference's
+    (see the module's text)."""
     levels = tuple(level for level in levels if level in frame.columns)
-    cells = frame.dropna(subset=[value]).groupby([*levels, by], sort=False)[value].mean().unstack(by)
+    rows = frame.dropna(subset=[value])
+    cells = rows.groupby([*levels, by], sort=False)[value].mean().unstack(by)
     if first not in cells.columns or second not in cells.columns:
         return interval(pd.DataFrame(), value, levels, confidence)
-    paired = (cells[first] - cells[second]).dropna().rename(value).reset_index()
-    return interval(paired, value, levels, confidence, within=None if within is None else difference_range(within))
+    paired = (cells[first] - cells[second]).dropna().rename(value)
+    result = interval(paired.reset_index(), value, levels, confidence)
+    if answers is not None and answers in frame.columns and not paired.empty:
+        inside = rows[rows.set_index(list(levels)).index.isin(paired.index)]  # the rows of the paired cells
+        sides = [pooled_answers(inside[inside[by] == side], value, answers) for side in (first, second)]
+        if min(total for _, total in sides) > 0:
+            result = widened(result, pooled_difference_interval(*sides, confidence))
+    return cut(result, None if within is None else difference_range(within))
 
 
 def verdict(estimate: Interval, bound: float, direction: str) -> str:
