@@ -3,6 +3,7 @@ import json
 import re
 import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -13,7 +14,8 @@ from lvlmu.io import atomic_directory
 from lvlmu.probe.suite import ProbeConfig
 from lvlmu.engine import run_study
 from lvlmu.study import StudyConfig, get_profile, plan_jobs, profiles, recorded
-from lvlmu.tasks import execute_notebook, placeholder_page
+from lvlmu.job import read_job
+from lvlmu.tasks import execute_notebook, placeholder_page, run_task
 from lvlmu.unlearn.grid import UnlearnGrid
 
 from conftest import MICRO_PRETRAIN, MICRO_VISION, MICRO_WORLD
@@ -336,6 +338,29 @@ def test_only_runs_one_method_and_a_chapter_without_results_names_its_missing_ru
             m.rename(r)
     with pytest.raises(ValueError, match="unknown method 'nope'"):
         run_study(CHANGED_STUDY, book_dir=book, build=False, log=lambda *_: None, only="nope")
+
+
+def test_a_fresh_task_reuses_no_result_of_its_own_and_a_plain_one_reuses_them(study_run, monkeypatch):
+    """`--force` reruns every job with `--fresh`: the job's model and probe results are computed again, not read from
+    the caches inside it (which a plain rerun of the same job reads)."""
+    book, _ = study_run
+    monkeypatch.chdir(book)  # where the Snakefile runs a task
+    name = "w1-grid-single-graddiff"
+    [done] = recorded(Path("artifacts"), name)
+    key = done.name.split(".")[1]  # NAME.KEY.json
+    [run] = read_job(Path("artifacts"), name, key).spec["runs"]
+
+    def written() -> tuple[int, set[int]]:
+        return (Path(run["model_dir"], "manifest.json").stat().st_mtime_ns,
+                {p.stat().st_mtime_ns for p in Path(run["results_dir"]).rglob("*") if p.is_file()})
+
+    first = written()
+    assert first[1], "the run has probe results"
+    run_task(name, Path("artifacts"), key)
+    assert written() == first  # reused
+    run_task(name, Path("artifacts"), key, fresh=True)
+    model, results = written()
+    assert model != first[0] and results.isdisjoint(first[1])
 
 
 def test_a_chapter_page_in_place_of_results(tmp_path):
