@@ -10,6 +10,7 @@ edits cost on the built study:
     python benchmarks/pipeline.py --profile quick   # what CI runs
     python benchmarks/pipeline.py --emulate-avx2    # as on a CPU with AVX2 alone (lvlmu.numerics.AVX2_EMULATION)
     python benchmarks/pipeline.py --no-edits        # the two timings alone
+    python benchmarks/pipeline.py --edits-only      # the edits alone, on the clone a --no-edits run left, into its record
     ONEDNN_MAX_CPU_ISA=AVX512_CORE python benchmarks/pipeline.py   # any instruction-set variables of the caller's pass through
 
 Prints the wall times and their ratios to the targets, the CPU capability the models were trained with (from their
@@ -129,11 +130,16 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/lvlmu-pipeline-benchmark")
     parser.add_argument("--emulate-avx2", action="store_true", help="run as on a CPU with AVX2 alone: " + " ".join(f"{k}={v}" for k, v in AVX2_EMULATION.items()))
     parser.add_argument("--no-edits", action="store_true", help="skip the three edits")
+    parser.add_argument("--edits-only", action="store_true",
+                        help="measure the three edits on the built clone in --workdir, adding them to the record of its own commit")
     args = parser.parse_args()
     # Instruction-set variables the caller set pass through (and are recorded in the manifests); --emulate-avx2 replaces them.
     env = ({k: v for k, v in os.environ.items() if k not in ISA_VARIABLES} | AVX2_EMULATION) if args.emulate_avx2 else dict(os.environ)
     workdir = Path(args.workdir)
     clone = workdir / "lvlmu"
+    out = REPO / "benchmarks" / "results" / f"pipeline-{args.profile}{'-avx2' if args.emulate_avx2 else ''}.json"
+    if args.edits_only:
+        return measure_edits(clone, args.profile, workdir, env, out)
     if clone.exists():
         sys.exit(f"{clone} exists: remove it (a fresh clone is the point) or pass another --workdir")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -157,17 +163,29 @@ def main() -> None:
     print(f"jobs, first run: {record['first_run_jobs']}; rerun: {record['rerun_jobs']}")
     print("job seconds by kind (summed over both cores): " + ", ".join(f"{k} {v}" for k, v in record["job_seconds_by_kind"].items()))
     print(f"pretraining, the machine's speed: {', '.join(map(str, record['pretrain_seconds']))} s a model")
-    out = REPO / "benchmarks" / "results" / f"pipeline-{args.profile}{'-avx2' if args.emulate_avx2 else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     record["previous"] = earlier_records(out)
     out.write_text(json.dumps(record, indent=1) + "\n")  # written now, and again after each edit: a failed edit loses nothing
     if not args.no_edits:
-        record["edits"] = {}
-        for name, changes in EDITS.items():
-            result = record["edits"][name] = measured_edit(clone, args.profile, name.split()[0], workdir, env, changes)
-            print(f"{name}: {len(result['jobs_that_ran'])} jobs ran in {result['wall_seconds']} s "
-                  f"({', '.join(result['jobs_that_ran']) or 'none'}); models trained: {', '.join(result['models_trained']) or 'none'}")
-            out.write_text(json.dumps(record, indent=1) + "\n")
+        return measure_edits(clone, args.profile, workdir, env, out)
+    print(f"recorded in {out.relative_to(REPO)}")
+
+
+def measure_edits(clone: Path, profile: str, workdir: Path, env: dict, out: Path) -> None:
+    """Each edit in turn on the built `clone`, recorded under "edits" in `out`'s record, which must be the clone's."""
+    if not clone.exists() or not out.exists():
+        sys.exit(f"the edits need a built clone at {clone} and its record at {out}: run without --edits-only first")
+    record = json.loads(out.read_text())
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True).stdout.strip()
+    if record["commit"] != commit or subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=clone,
+                                                    capture_output=True, text=True).stdout.strip():
+        sys.exit(f"{out.name} records commit {record['commit'][:10]}, the clone is at {commit[:10]} or edited: build a fresh one")
+    record["edits"] = {}
+    for name, changes in EDITS.items():
+        result = record["edits"][name] = measured_edit(clone, profile, name.split()[0], workdir, env, changes)
+        print(f"{name}: {len(result['jobs_that_ran'])} jobs ran in {result['wall_seconds']} s "
+              f"({', '.join(result['jobs_that_ran']) or 'none'}); models trained: {', '.join(result['models_trained']) or 'none'}")
+        out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"recorded in {out.relative_to(REPO)}")
 
 
