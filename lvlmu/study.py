@@ -82,8 +82,10 @@ class StudyConfig:
         return replace(self.world, seed=seed)
 
 
-# The code a tuned choice depends on besides each method's own (`method:<name>`), as the settings file records it.
-CHOICE_UNITS = ("training", "unlearn", "tuning", "metric:privacy")
+# The code a tuned choice depends on besides each method's own (`method:<name>`), as the settings file records it: the
+# tuning world and its models, the unlearning, the probes the rule reads (name leaks: privacy; retain names: utility)
+# and the rule itself.
+CHOICE_UNITS = ("world", "vision", "pretrain", "training", "unlearn", "probe", "metric:privacy", "metric:utility", "tuning")
 
 
 class StaleSettingsWarning(UserWarning):
