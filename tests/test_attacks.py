@@ -139,8 +139,8 @@ def test_excess_recovery_is_paired_within_world_and_person_by_hand():
     20 steps (and a step and a kind that must be ignored). Paired differences: world 1: (2/4 - 1/4, 4/4 - 2/4) -> mean
     0.375; world 2: (1/4 - 1/4, 3/4 - 1/4) -> 0.25. Over worlds: mean 0.3125, standard error 0.0625, t(0.975, 1) =
     12.706: the t interval is 0.3125 -+ 0.794, cut to at most 1 (one leak rate less another is at most 1). The pooled
-    difference (10 of 16 less 5 of 16, Newcombe's hybrid on the exact intervals) is narrower, so the t interval stands,
-    and the standard error is the larger one the pooled interval implies."""
+    difference (10 of 16 less 5 of 16, Newcombe's hybrid on the exact intervals) lies inside it, so the t interval
+    and its standard error stand."""
     leaks = {(1, "a"): (2, 1), (1, "b"): (4, 2), (2, "c"): (1, 1), (2, "d"): (3, 1)}  # leaking photographs of 4
     frames = []
     for (world, person), counts in leaks.items():
@@ -161,7 +161,7 @@ def test_excess_recovery_is_paired_within_world_and_person_by_hand():
     pooled_low = 10 / 16 - 5 / 16 - math.hypot(10 / 16 - low1, high2 - 5 / 16)
     pooled_high = 10 / 16 - 5 / 16 + math.hypot(high1 - 10 / 16, 5 / 16 - low2)
     assert excess.low < pooled_low and pooled_high < 1.0
-    assert excess.standard_error == pytest.approx(max(0.3125 - pooled_low, pooled_high - 0.3125) / 1.959964, rel=1e-4)
+    assert excess.standard_error == pytest.approx(0.0625)
     with pytest.raises(ValueError, match="no leak rows"):
         attack_frame([], "logit_lens")
 

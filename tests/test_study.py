@@ -341,8 +341,10 @@ def test_only_runs_one_method_and_a_chapter_without_results_names_its_missing_ru
 
 
 def test_a_fresh_task_reuses_no_result_of_its_own_and_a_plain_one_reuses_them(study_run, monkeypatch):
-    """`--force` reruns every job with `--fresh`: the job's model and probe results are computed again, not read from
-    the caches inside it (which a plain rerun of the same job reads)."""
+    """What `--force` asks of each task (the engine's setting `fresh` puts `--fresh` on the Snakefile's task command):
+    the job's model and probe results are computed again, not read from the caches inside it, which a plain rerun of
+    the same job reads. The recomputed results equal the first ones (same config and seed), so the later tests of the
+    built study read the same numbers."""
     book, _ = study_run
     monkeypatch.chdir(book)  # where the Snakefile runs a task
     name = "w1-grid-single-graddiff"

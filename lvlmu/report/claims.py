@@ -352,8 +352,8 @@ def pubg_targets(frame: pd.DataFrame, base: dict, oracle: dict, method: str = "p
 
     own, means = _runs(frame, "split", method), method_means(frame, "split")
 
-    def paired(value: str, other: str) -> Interval:
-        return difference(split, value, method, other, levels=LEVELS, within=SHARE)
+    def paired(value: str, other: str) -> Interval:  # a leak's difference keeps the floor of its counted answers
+        return difference(split, value, method, other, levels=LEVELS, within=SHARE, answers=f"answers: {value}")
 
     leak_best = means.loc[baselines, "name leak: unseen images"].idxmin()
     desirable = {b: paired("task: desirable", b) for b in baselines}

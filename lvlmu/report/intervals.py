@@ -14,9 +14,9 @@ names its level so that the page can say so.
 A figure that is a share of answers can have no spread between units at all (every world's rate 0, say, on a few
 answers each), and the t interval is then [0, 0] however few the answers. Where the runs say how many answers each
 rate counts (`answers`: distinct photographs, so that the same photograph asked several ways counts once), the
-interval is widened to contain the exact (Clopper-Pearson) binomial interval of all the answers pooled, and the
-standard error to the one that interval implies: 0 leaks in 12 answers gives [0, 26%], in 96 answers [0, 3.8%]. The
-pooled interval alone would ignore the clustering; the wider of the two keeps both.
+interval is widened to contain the exact (Clopper-Pearson) binomial interval of all the answers pooled, and where it
+widens, the standard error to the one that interval implies: 0 leaks in 12 answers gives [0, 26%], in 96 answers
+[0, 3.8%]. The pooled interval alone would ignore the clustering; the wider of the two keeps both.
 
 A figure with a known range (a share of answers, an AUC: `within=SHARE`) has its interval intersected with that
 range. The true mean lies in it, so the intersection covers it exactly as often as the t interval does; with three
@@ -136,10 +136,10 @@ def pooled_difference_interval(first: tuple[int, int], second: tuple[int, int], 
 
 def widened(estimate: Interval, limits: tuple[float, float]) -> Interval:
     """`estimate` widened to contain `limits`, its standard error to the one they imply on their wider side (at a
-    rate of 0 they have only one)."""
+    rate of 0 they have only one); as it is where it already contains them."""
     from scipy import stats
 
-    if not estimate.defined:
+    if not estimate.defined or estimate.low <= limits[0] <= limits[1] <= estimate.high:
         return estimate
     low, high = min(estimate.low, limits[0]), max(estimate.high, limits[1])
     implied = max(limits[1] - estimate.estimate, estimate.estimate - limits[0]) / stats.norm.ppf(0.5 + estimate.confidence / 2)
