@@ -92,9 +92,14 @@ class StaleSettingsWarning(UserWarning):
     """A tuned setting was chosen with code whose declared version has changed since."""
 
 
+def choice_units(methods) -> tuple[str, ...]:
+    """The units of lvlmu.versions that a tuned choice of `methods` depends on."""
+    return (*CHOICE_UNITS, *(f"method:{m}" for m in methods))
+
+
 def choice_versions(methods) -> dict[str, int]:
-    """The declared versions of the code that a tuned choice of `methods` depends on (lvlmu.versions)."""
-    return versions((*CHOICE_UNITS, *(f"method:{m}" for m in methods)))
+    """The declared versions of the code that a tuned choice of `methods` depends on."""
+    return versions(choice_units(methods))
 
 
 def stale_choices(path: Path, methods) -> list[str]:
@@ -103,7 +108,7 @@ def stale_choices(path: Path, methods) -> list[str]:
     recorded = json.loads(path.read_text()).get("versions")
     if not recorded:
         return ["the file records no code versions"]
-    return changed_since(recorded, [*CHOICE_UNITS, *(f"method:{m}" for m in methods)])
+    return changed_since(recorded, choice_units(methods))
 
 
 def tuned(config: StudyConfig) -> StudyConfig:
